@@ -45,3 +45,9 @@ student: venv
 
 clean-data:
 	find data -mindepth 1 ! -name README.md -delete
+
+# Execute notebooks in place (fresh kernel, top to bottom) before committing them: make execute NB=notebooks/01_*.ipynb
+execute: venv
+	@for nb in $(NB); do echo "executing $$nb"; \
+	  $(BIN)/python -c "import nbformat,sys; nb=nbformat.read(sys.argv[1],4); nb.metadata['kernelspec']={'name':'python3','display_name':'Python 3','language':'python'}; nbformat.write(nb,sys.argv[1])" "$$nb" && \
+	  $(BIN)/papermill --cwd notebooks -k python3 "$$nb" "$$nb" --log-level WARNING || exit 1; done

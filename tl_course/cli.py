@@ -70,8 +70,12 @@ def _run(args) -> int:
 def _train(args) -> int:
     from .classifier import train_classifier
 
-    train_classifier(args.data, backbone=args.backbone, mode=args.mode, epochs=args.epochs,
-                     seed=args.seed, out_dir=args.out, image_size=args.image_size)
+    clf = train_classifier(args.data, backbone=args.backbone, mode=args.mode, epochs=args.epochs,
+                           seed=args.seed, out_dir=args.out, image_size=args.image_size)
+    m = clf.metrics
+    print(f"{m['mode']} {m['backbone']} on {m['dataset']} ({m['data_source']}): val_accuracy "
+          f"{m['val_accuracy']:.4f} on {m['n_val']} images, trained on {m['n_train']} in "
+          f"{m['train_seconds']:.1f} s; wrote {args.out}/model.pt and {args.out}/metrics.json")
     return 0
 
 
@@ -79,9 +83,12 @@ def _predict(args) -> int:
     from .classifier import load_classifier, predict_paths
 
     clf = load_classifier(args.model_dir)
-    for path, label, prob in predict_paths(clf, args.paths):
-        print(f"{path},{label},{prob:.4f}")
-    return 0
+    errors: list[str] = []
+    for path, label, prob in predict_paths(clf, args.paths, errors):
+        print(f"{path},{label},{prob:.4f}", flush=True)
+    for message in errors:
+        print(f"tl-course predict: skipped: {message}", file=sys.stderr)
+    return 2 if errors else 0
 
 
 def _student(args) -> int:
@@ -137,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"tl-course {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `tl-course predict ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("tl-course: interrupted", file=sys.stderr)
         return 130

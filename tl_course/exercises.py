@@ -82,7 +82,9 @@ def get_exercise(name: str) -> Exercise:
 
     Usage: ``ex = get_exercise("00.imagenet_guess")``
     """
-    from . import course_exercises  # noqa: F401  (registers the course's exercises)
+    from .exercise_sets import load_all
+
+    load_all()
 
     if name not in EXERCISES:
         raise KeyError(f"No exercise {name!r}. Known: {', '.join(sorted(EXERCISES))}.")

@@ -99,12 +99,14 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
         optimizer: torch.optim.Optimizer | None = None, scheduler=None,
         loss_fn: Callable | None = None, batch_size: int = 64, weight_decay: float = 0.0,
         patience: int | None = None, seed: int = 0, device: str | None = None,
-        progress: bool = True, num_workers: int = 0, desc: str = "fit") -> History:
+        progress: bool = True, num_workers: int = 0, desc: str = "fit",
+        select_best: bool = True) -> History:
     """Train ``model`` and return its :class:`History`.
 
     ``train``/``val`` may be Datasets, ``(X, y)`` tensor pairs or DataLoaders. Each epoch is
     evaluated on ``val``; the weights of the best validation epoch (accuracy, then loss) are
     restored at the end, and training stops early after ``patience`` epochs without improvement.
+    With ``select_best=False`` the last epoch's weights are kept and ``val`` is only reported.
     Seeded for repeatable runs; CPU by default, CUDA when present.
 
     Usage: ``history = fit(head, (Xtr, ytr), (Xva, yva), epochs=30, lr=1e-2, patience=5)``
@@ -145,8 +147,9 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
             row.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"])
         row["seconds"] = time.perf_counter() - start
         history.rows.append(row)
-        bar.set_postfix({k: round(v, 4) for k, v in row.items() if k.endswith(("accuracy", "loss"))})
-        if val is not None:
+        bar.set_postfix({k: round(v, 4) for k, v in row.items() if k.endswith(("accuracy", "loss"))},
+                        refresh=False)
+        if val is not None and select_best:
             key = (row["val_accuracy"], -row["val_loss"])
             if best_key is None or key > best_key:
                 best_key, waited, history.best_epoch = key, 0, epoch
@@ -172,3 +175,42 @@ def few_shot_indices(labels, per_class: int, seed: int = 0) -> np.ndarray:
     picks = [rng.choice(np.flatnonzero(labels == c), size=min(per_class, int((labels == c).sum())),
                         replace=False) for c in np.unique(labels)]
     return np.sort(np.concatenate(picks))
+
+
+def fit_logistic_head(head: nn.Module, X: torch.Tensor, y: torch.Tensor, Cs=(0.01, 0.1, 1.0, 10.0),
+                      cv: int = 5, seed: int = 0) -> dict:
+    """Train a linear head as an L2-regularised logistic regression on cached features: a convex
+    problem, solved exactly (scikit-learn), with the regularisation strength chosen by
+    cross-validation on the training set only. The solution is copied into the head's last
+    ``nn.Linear``, so the head can still be fine-tuned with the backbone afterwards.
+
+    Usage: ``info = fit_logistic_head(model.head, X_train, y_train)``
+    """
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+
+    start = time.perf_counter()
+    Xn, yn = X.double().numpy(), np.asarray(y)
+    folds = min(cv, int(np.bincount(yn).min()))
+    if folds >= 2 and len(Cs) > 1:
+        search = LogisticRegressionCV(Cs=list(Cs), cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                                      max_iter=3000).fit(Xn, yn)
+        C = float(np.atleast_1d(search.C_)[0])
+    else:
+        C = float(Cs[len(Cs) // 2])
+    clf = LogisticRegression(C=C, max_iter=3000).fit(Xn, yn)
+    linear = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+    n_classes = linear.out_features
+    coef, intercept = clf.coef_, clf.intercept_
+    if coef.shape[0] == 1:  # binary: one score s maps to logits (-s/2, s/2)
+        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    weight = np.zeros((n_classes, coef.shape[1]))
+    bias = np.full(n_classes, -1e4)  # classes absent from training are never predicted
+    weight[clf.classes_] = coef
+    bias[clf.classes_] = intercept
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
+        linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
+    return {"C": C, "seconds": time.perf_counter() - start,
+            "train_accuracy": float(clf.score(Xn, yn))}

@@ -1,0 +1,284 @@
+"""The flagship, end to end: train an image classifier by transfer learning, save it with its
+metadata, load it back, and predict on new images. The notebooks 07-09 and ``tl-course train`` /
+``tl-course predict`` use these functions.
+
+Two modes:
+
+- ``frozen``: steps 1-5. The backbone runs once per image (cached features) and only a new head
+  is trained: seconds on a CPU.
+- ``finetune``: step 6 on top. The head is first trained on cached features, then the top
+  ``unfreeze`` stages of the backbone are trained together with it at a 10x lower learning rate,
+  on augmented images.
+
+Validation images are used for reporting only: the recipes use fixed epochs, nothing is selected
+on the validation split.
+
+Usage::
+
+    from tl_course.classifier import train_classifier, load_classifier, predict_paths
+    clf = train_classifier("hymenoptera", mode="frozen", out_dir="runs/ants")
+    clf.metrics["val_accuracy"]
+    for path, label, prob in predict_paths(load_classifier("runs/ants"), ["my_photo.jpg"]): ...
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import settings, transfer
+from .backbones import Backbone, CheckpointMismatch, load_backbone
+from .datasets import DatasetSplits, ImageDataset, load_dataset
+from .features import extract_features
+from .images import ImageError, is_image_file, load_image
+from .training import evaluate, fit, fit_logistic_head
+
+FORMAT = "tl_course.classifier/1"
+FROZEN_EPOCHS, FINETUNE_EPOCHS = 40, 6
+
+
+@dataclass
+class Recipe:
+    """Hyper-parameters of the two training modes. The ``linear`` head is a logistic regression
+    (regularisation chosen by cross-validation on the training split); ``head_epochs``/``head_lr``
+    apply to the ``mlp`` head."""
+
+    head: str = "linear"
+    head_epochs: int = FROZEN_EPOCHS
+    head_lr: float = 1e-3
+    head_weight_decay: float = 1e-4
+    finetune_epochs: int = FINETUNE_EPOCHS
+    unfreeze: int = 2
+    finetune_head_lr: float = 1e-4
+    backbone_lr: float = 1e-4
+    batch_size: int = 32
+    augment: bool = True
+
+
+@dataclass
+class TrainedClassifier:
+    """A trained model with everything needed to use it again: classes, backbone, preprocessing."""
+
+    model: transfer.TransferModel
+    backbone: Backbone
+    classes: list[str]
+    mode: str
+    metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+    @torch.no_grad()
+    def predict_images(self, images) -> torch.Tensor:
+        """Class probabilities ``(N, C)`` for a list of PIL images.
+
+        Usage: ``probs = clf.predict_images([load_image("x.jpg")])``
+        """
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        x = torch.stack([self.backbone.transform(img) for img in images]).to(device)
+        return self.model(x).softmax(-1).cpu()
+
+
+def _resolve_data(data) -> DatasetSplits:
+    return data if isinstance(data, DatasetSplits) else load_dataset(str(data))
+
+
+def train_head(backbone: Backbone, data: DatasetSplits, recipe: Recipe, seed: int = 0,
+               progress: bool = True) -> tuple[transfer.TransferModel, dict]:
+    """Steps 1-5: frozen backbone, cached features, a new head trained for fixed epochs.
+
+    Usage: ``model, info = train_head(load_backbone(), load_dataset("hymenoptera"), Recipe())``
+    """
+    start = time.perf_counter()
+    X_train, y_train = extract_features(backbone, data.train, progress=progress)
+    X_val, y_val = extract_features(backbone, data.val, progress=progress)
+    feature_seconds = time.perf_counter() - start
+    settings.seed_everything(seed)
+    model = transfer.TransferModel(backbone, len(data.classes), head=recipe.head)
+    transfer.freeze_backbone(backbone)
+    if recipe.head == "linear":  # logistic regression, regularisation chosen by CV on train
+        fitted = fit_logistic_head(model.head, X_train, y_train, seed=seed)
+        info = {"head_seconds": fitted["seconds"], "head_C": fitted["C"], "head_history": []}
+    else:
+        history = fit(model.head, (X_train, y_train), None, epochs=recipe.head_epochs,
+                      lr=recipe.head_lr, weight_decay=recipe.head_weight_decay,
+                      batch_size=recipe.batch_size, seed=seed, progress=progress, desc="train head")
+        info = {"head_seconds": history.seconds, "head_history": history.rows}
+    val = evaluate(model.head, (X_val, y_val))
+    return model, {"feature_seconds": feature_seconds, "head_val_accuracy": val["accuracy"], **info}
+
+
+def finetune(model: transfer.TransferModel, backbone: Backbone, data: DatasetSplits, recipe: Recipe,
+             seed: int = 0, progress: bool = True, track_val: bool = False) -> dict:
+    """Step 6: unfreeze the top ``recipe.unfreeze`` stages and train them with the head at low
+    learning rates on (augmented) images. Frozen BatchNorm layers stay in eval mode.
+
+    Usage: ``info = finetune(model, backbone, data, Recipe(unfreeze=2))``
+    """
+    transfer.unfreeze_top(backbone, recipe.unfreeze)
+    groups = transfer.param_groups(model, recipe.finetune_head_lr, recipe.backbone_lr)
+    optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
+    train_tf = backbone.train_transform if recipe.augment else backbone.transform
+    train = data.train.with_transform(train_tf)
+    val = data.val.with_transform(backbone.transform) if track_val else None
+    history = fit(model, train, val, epochs=recipe.finetune_epochs, optimizer=optimizer,
+                  batch_size=recipe.batch_size, seed=seed, progress=progress, desc="fine-tune",
+                  select_best=False)
+    trainable, total = transfer.count_parameters(model)
+    return {"finetune_seconds": history.seconds, "finetune_history": history.rows,
+            "trainable_parameters": trainable, "total_parameters": total}
+
+
+def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "frozen",
+                     epochs: int | None = None, seed: int = 0, out_dir: str | Path | None = None,
+                     image_size: int | None = None, recipe: Recipe | None = None,
+                     progress: bool = True) -> TrainedClassifier:
+    """Train a classifier on ``data`` (a registry name, ``folder:<path>`` or loaded splits) and,
+    with ``out_dir``, save ``model.pt`` and ``metrics.json`` there.
+
+    ``epochs`` overrides the head epochs (frozen) or the fine-tuning epochs (finetune).
+
+    Usage: ``clf = train_classifier("folder:~/photos", mode="finetune", out_dir="runs/mine")``
+    """
+    if mode not in ("frozen", "finetune"):
+        raise ValueError(f"mode must be 'frozen' or 'finetune', got {mode!r}.")
+    recipe = recipe or Recipe()
+    if epochs is not None:
+        if epochs < 1:
+            raise ValueError("epochs must be at least 1.")
+        if mode == "frozen":
+            recipe.head_epochs = epochs
+        else:
+            recipe.finetune_epochs = epochs
+    start = time.perf_counter()
+    splits = _resolve_data(data)
+    bb = load_backbone(backbone, image_size=image_size)
+    model, info = train_head(bb, splits, recipe, seed, progress)
+    if mode == "finetune":
+        info.update(finetune(model, bb, splits, recipe, seed, progress))
+    train_seconds = time.perf_counter() - start
+    if mode == "frozen":  # the backbone is unchanged: its cached validation features are exact
+        val = {"accuracy": info["head_val_accuracy"],
+               "loss": evaluate(model.head, extract_features(bb, splits.val, progress=False))["loss"]}
+    else:
+        val = evaluate(model, splits.val.with_transform(bb.transform), batch_size=64)
+    trainable, total = transfer.count_parameters(model)
+    metrics = {"val_accuracy": val["accuracy"], "val_loss": val["loss"],
+               "train_seconds": train_seconds, "n_train": len(splits.train), "n_val": len(splits.val),
+               "classes": splits.classes, "backbone": backbone, "mode": mode, "seed": seed,
+               "image_size": image_size or bb.preprocessing.crop, "dataset": splits.name,
+               "data_source": splits.source, "device": settings.device(),
+               "trainable_parameters": trainable, "total_parameters": total,
+               "recipe": recipe.__dict__.copy(),
+               **{k: v for k, v in info.items() if not k.endswith("history")}}
+    clf = TrainedClassifier(model, bb, splits.classes, mode, metrics,
+                            info.get("finetune_history", info.get("head_history", [])))
+    if out_dir is not None:
+        save_classifier(clf, out_dir)
+    return clf
+
+
+def save_classifier(clf: TrainedClassifier, out_dir: str | Path) -> Path:
+    """Write ``model.pt`` (weights + metadata, loadable with ``weights_only=True``) and
+    ``metrics.json`` into ``out_dir``, atomically.
+
+    Usage: ``save_classifier(clf, "runs/ants")``
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bb = clf.backbone
+    payload = {"format": FORMAT, "state_dict": {k: v.detach().cpu() for k, v in clf.model.state_dict().items()},
+               "classes": list(clf.classes), "backbone": bb.name, "image_size": bb.image_size,
+               "head": clf.metrics.get("recipe", {}).get("head", "linear"), "mode": clf.mode,
+               "preprocessing": {"resize": bb.preprocessing.resize, "crop": bb.preprocessing.crop,
+                                 "interpolation": bb.preprocessing.interpolation,
+                                 "mean": list(bb.preprocessing.mean), "std": list(bb.preprocessing.std)}}
+    tmp = out / f".model.pt.{os.getpid()}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, out / "model.pt")
+    (out / "metrics.json").write_text(json.dumps(clf.metrics, indent=2, default=str) + "\n")
+    return out / "model.pt"
+
+
+def load_classifier(model_dir: str | Path) -> TrainedClassifier:
+    """Load a folder written by :func:`save_classifier` (``weights_only=True``), checking that
+    it really is one; raises ``FileNotFoundError`` or :class:`CheckpointMismatch` with the reason.
+
+    Usage: ``clf = load_classifier("runs/ants")``
+    """
+    path = Path(model_dir) / "model.pt"
+    if not Path(model_dir).is_dir():
+        raise FileNotFoundError(f"Model folder not found: {model_dir}. Train one with "
+                                "`tl-course train DATA --out DIR` first.")
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir} has no model.pt: it is not a folder written by "
+                                "`tl-course train`.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointMismatch(f"{path} cannot be loaded safely ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]}); it was not written by tl-course.") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointMismatch(f"{path} is not a tl-course classifier (expected format {FORMAT!r}); "
+                                 "it comes from elsewhere. Train one with `tl-course train`.")
+    bb = load_backbone(payload["backbone"], image_size=payload.get("image_size"))
+    model = transfer.TransferModel(bb, len(payload["classes"]), head=payload.get("head", "linear"))
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointMismatch(f"{path}: weights do not fit {payload['backbone']} with a "
+                                 f"{len(payload['classes'])}-class head ({str(exc).splitlines()[0]}).") from exc
+    metrics_path = Path(model_dir) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return TrainedClassifier(model.eval(), bb, list(payload["classes"]), payload.get("mode", "?"), metrics)
+
+
+def expand_image_paths(paths) -> list[Path]:
+    """Image files named in ``paths``, folders expanded recursively (sorted).
+
+    Usage: ``expand_image_paths(["photos/", "x.jpg"])``
+    """
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
+        else:
+            out.append(p)
+    return out
+
+
+def predict_paths(clf: TrainedClassifier, paths, errors: list | None = None, batch_size: int = 32):
+    """Yield ``(path, label, probability)`` for every image in ``paths`` (files or folders).
+    Unreadable images are skipped and their messages appended to ``errors`` (or raised as
+    :class:`ImageError` when ``errors`` is None).
+
+    Usage: ``for path, label, p in predict_paths(clf, ["photos/"]): print(path, label, p)``
+    """
+    files = expand_image_paths(paths)
+    if not files:
+        raise ImageError(f"No image files found in {', '.join(map(str, paths))}.")
+    batch: list[tuple[Path, object]] = []
+
+    def flush():
+        probs = clf.predict_images([img for _, img in batch])
+        for (path, _), row in zip(batch, probs):
+            i = int(row.argmax())
+            yield path, clf.classes[i], float(row[i])
+        batch.clear()
+
+    for path in files:
+        try:
+            batch.append((path, load_image(path)))
+        except ImageError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
+        if len(batch) == batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
