@@ -58,6 +58,7 @@ class Recipe:
     backbone_lr: float = 1e-4
     batch_size: int = 32
     augment: bool = True
+    bn_stats: str = "frozen"
 
 
 @dataclass
@@ -120,6 +121,7 @@ def finetune(model: transfer.TransferModel, backbone: Backbone, data: DatasetSpl
     Usage: ``info = finetune(model, backbone, data, Recipe(unfreeze=2))``
     """
     transfer.unfreeze_top(backbone, recipe.unfreeze)
+    model.bn_stats = recipe.bn_stats
     groups = transfer.param_groups(model, recipe.finetune_head_lr, recipe.backbone_lr)
     optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
     train_tf = backbone.train_transform if recipe.augment else backbone.transform

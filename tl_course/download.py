@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -21,6 +22,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
@@ -83,7 +85,7 @@ def download(url: str, dest: str | Path, sha256: str | None = None, *, progress:
     except DownloadError:
         part.unlink(missing_ok=True)
         raise
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         part.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise DownloadError(f"Could not download {url}: {reason}. Check your internet connection "
@@ -142,7 +144,7 @@ def extract_archive(archive: str | Path, target: str | Path) -> Path:
             raise DownloadError(f"{archive} is not a zip or tar archive (corrupt or incomplete "
                                 "download?). Delete it and run again.")
         os.replace(tmp, target)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DownloadError(f"{archive} could not be extracted ({exc}); it is probably corrupt. "
                             "Delete it and run again.") from exc
     finally:

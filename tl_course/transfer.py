@@ -82,14 +82,19 @@ class TransferModel(nn.Module):
 
     With ``frozen_bn_eval=True`` (the default, and the fix for the BatchNorm pitfall), BatchNorm
     layers whose parameters are all frozen stay in eval mode when the model is put in training
-    mode, so their running statistics are not overwritten by the new data.
+    mode, so their running statistics are not overwritten by the new data. With
+    ``bn_stats="frozen"`` every BatchNorm layer of the backbone keeps its pretrained statistics
+    (recommended when fine-tuning on a small dataset with small batches); ``"train"`` updates all.
 
     Usage: ``model = TransferModel(bb, num_classes=2, head="mlp")``
     """
 
     def __init__(self, backbone, num_classes: int, head: str | nn.Module = "linear",
-                 frozen_bn_eval: bool = True):
+                 frozen_bn_eval: bool = True, bn_stats: str = "auto"):
         super().__init__()
+        if bn_stats not in ("auto", "frozen", "train"):
+            raise ValueError("bn_stats must be 'auto', 'frozen' or 'train'.")
+        self.bn_stats = bn_stats
         self.backbone = backbone.model
         self.head = head if isinstance(head, nn.Module) else make_head(backbone.feature_dim, num_classes, head)
         self.frozen_bn_eval = frozen_bn_eval
@@ -99,9 +104,10 @@ class TransferModel(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.frozen_bn_eval:
+        if mode and self.bn_stats != "train":
             for m in self.backbone.modules():
-                if isinstance(m, _BN) and not any(p.requires_grad for p in m.parameters()):
+                frozen = not any(p.requires_grad for p in m.parameters())
+                if isinstance(m, _BN) and (self.bn_stats == "frozen" or (frozen and self.frozen_bn_eval)):
                     m.eval()
         return self
 
