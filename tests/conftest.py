@@ -9,15 +9,32 @@
 """
 from __future__ import annotations
 
-import http.server
 import os
-import shutil
-import threading
-from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
+# One thread per BLAS/OpenMP pool, set before NumPy/SciPy/scikit-learn load them (see below).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import http.server  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+# The unit tests use tiny models and problems: one thread is much faster than two on a shared
+# 2-core machine (thread contention made a tiny fit() 20x and a small scikit-learn fit 10x
+# slower), and no test result depends on it.
+torch.set_num_threads(1)
+try:
+    from threadpoolctl import threadpool_limits
+
+    _BLAS_LIMIT = threadpool_limits(limits=1)  # OpenBLAS/OpenMP used by NumPy and scikit-learn
+except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+    _BLAS_LIMIT = None
 
 # The real mirror (read-only), resolved before the autouse fixture unsets TL_COURSE_MIRROR.
 _ENV_MIRROR = os.environ.get("TL_COURSE_MIRROR")

@@ -30,7 +30,6 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from tl_course import student
 from tl_course.exercise_sets import load_all
 from tl_course.exercises import EXERCISES, Exercise, get_exercise
 from tl_course.notebooks import course_notebooks, run_notebook

@@ -25,6 +25,7 @@ import copy
 import hashlib
 import os
 import shutil
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,9 +54,14 @@ _CONTENT_HASHES: dict[tuple[str, int, int], str] = {}
 def _content_hash(path: Path) -> str:
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _CONTENT_HASHES:
-        _CONTENT_HASHES[key] = sha256_file(path)
-    return _CONTENT_HASHES[key]
+    if key in _CONTENT_HASHES:
+        return _CONTENT_HASHES[key]
+    digest = sha256_file(path)
+    # Memoize only files modified more than 3 s ago: on filesystems with coarse timestamps
+    # (1-2 s) a file edited again right away keeps its size and mtime ("racy git" problem).
+    if time.time_ns() - stat.st_mtime_ns > 3_000_000_000:
+        _CONTENT_HASHES[key] = digest
+    return digest
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -261,8 +267,8 @@ def _cached_arrays(name: str, build: Callable[[], dict]) -> dict:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError):
-            path.unlink(missing_ok=True)  # corrupt cache: rebuild
+        except Exception:  # corrupt cache (truncated zip, bad header, ...): rebuild
+            path.unlink(missing_ok=True)
     arrays = build()
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_save_npz(path, **arrays)
@@ -348,9 +354,9 @@ def _load_digits_m(**_) -> DatasetSplits:
 
 
 # --------------------------------------------------------------------------- hymenoptera
-def _read_manifest(path: Path = HYMENOPTERA_MANIFEST) -> dict[str, str]:
+def _read_manifest(path: Path | None = None) -> dict[str, str]:
     entries = {}
-    for line in path.read_text().splitlines():
+    for line in Path(path or HYMENOPTERA_MANIFEST).read_text().splitlines():
         if line.strip():
             digest, rel = line.split(None, 1)
             entries[rel.strip().lstrip("*")] = digest

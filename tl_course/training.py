@@ -80,6 +80,8 @@ def predict_proba(model: nn.Module, data, batch_size: int = 128, device: str | N
     for x, y in as_loader(data, batch_size):
         probs.append(model(x.to(device)).float().softmax(-1).cpu())
         labels.append(torch.as_tensor(y))
+    if not probs:
+        raise ValueError("No data to predict on: the dataset is empty.")
     return torch.cat(probs), torch.cat(labels)
 
 

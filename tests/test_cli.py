@@ -1,0 +1,61 @@
+"""The ``tl-course`` command: ``info`` works offline, user errors exit 2 without a traceback."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tl_course.cli import main
+
+
+def test_info(capsys, monkeypatch, isolated_env):
+    monkeypatch.setenv("TL_COURSE_OFFLINE", "1")
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tl_course ")
+    assert "device: cpu" in out or "device: cuda" in out
+    assert f"TL_COURSE_DATA={isolated_env}" in out and "TL_COURSE_OFFLINE=1" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "yes" in lines["efficientnet_lite0"].split()
+    assert "no" in lines["resnet18"].split()
+    assert "yes" in lines["digits_m"].split()
+    assert "TL_COURSE_MIRROR" in lines["hymenoptera"]
+
+
+def test_unknown_dataset_exits_2_without_traceback(capsys, tmp_path):
+    assert main(["train", "no_such_dataset", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "tl-course train: error: Unknown dataset 'no_such_dataset'" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_folder_exits_2(capsys, tmp_path):
+    assert main(["train", f"folder:{tmp_path / 'nope'}", "--out", str(tmp_path / "run")]) == 2
+    assert "Folder not found" in capsys.readouterr().err
+
+
+def test_unknown_backbone_exits_2(capsys, tmp_path, image_folder):
+    root = image_folder({"a": 2, "b": 2})
+    assert main(["train", f"folder:{root}", "--backbone", "vgg99", "--out", str(tmp_path / "r")]) == 2
+    assert "Unknown backbone 'vgg99'" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "digits", "--mode", "sideways", "--out", "x"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_command_line_subprocess(tmp_path):
+    env = {**os.environ, "TL_COURSE_OFFLINE": "1", "TL_COURSE_DATA": str(tmp_path / "data")}
+    env.pop("TL_COURSE_MIRROR", None)
+    proc = subprocess.run([sys.executable, "-m", "tl_course.cli", "train", "no_such_dataset",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "Unknown dataset 'no_such_dataset'" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -1,0 +1,105 @@
+"""tl_course.exercises: verdicts for no answer, wrong, right, and answers that crash the checker."""
+from __future__ import annotations
+
+import pytest
+
+from tl_course.exercises import BEGIN, END, EXERCISES, Exercise, get_exercise, register
+
+
+def _checker(answer):
+    assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."
+    assert answer * 2 == 84, f"{answer} doubled is {answer * 2}, not 84."
+
+
+@pytest.fixture
+def ex():
+    return Exercise("t.double", "Which number doubled is 84?", "an int", "divide 84 by 2", _checker,
+                    explanation="42 * 2 == 84.")
+
+
+@pytest.mark.parametrize("answer", [None, Ellipsis])
+def test_not_solved_yet(ex, answer, capsys):
+    passed, message = ex.verdict(answer)
+    assert not passed
+    assert "not solved yet" in message and "Expected: an int" in message and "divide 84 by 2" in message
+    assert ex.check(answer) is False
+    assert capsys.readouterr().out.startswith("TODO t.double: not solved yet")
+
+
+def test_wrong_answer(ex, capsys):
+    passed, message = ex.verdict(41)
+    assert not passed
+    assert "not right yet: 41 doubled is 82, not 84." in message and "Hint: divide" in message
+    assert ex.check(41) is False
+    assert "TODO" in capsys.readouterr().out
+
+
+def test_right_answer(ex, capsys):
+    assert ex.verdict(42) == (True, "t.double: correct. 42 * 2 == 84.")
+    assert ex.check(42) is True
+    assert capsys.readouterr().out.strip() == "PASS t.double: correct. 42 * 2 == 84."
+
+
+def test_answer_that_crashes_the_checker(capsys):
+    def fragile(answer):
+        assert answer["value"] == 42  # a str answer raises TypeError, a dict without key KeyError
+
+    crashy = Exercise("t.crash", "?", "a dict with 'value'", "h", fragile)
+    for bad in ("forty-two", {}, [1, 2]):
+        passed, message = crashy.verdict(bad)
+        assert not passed
+        assert "could not check this answer" in message and "Expected: a dict with 'value'" in message
+    assert crashy.check("forty-two") is False
+    assert "TypeError" in capsys.readouterr().out
+
+
+def test_hint(ex, capsys):
+    assert ex.hint() == "divide 84 by 2"
+    assert "Hint for t.double" in capsys.readouterr().out
+
+
+def test_register_and_get():
+    @register("t.registered", "q", "e", "h")
+    def _(answer):
+        assert answer == "yes"
+
+    try:
+        assert isinstance(_, Exercise)
+        assert get_exercise("t.registered") is _
+        assert _.verdict("yes")[0] and not _.verdict("no")[0]
+    finally:
+        EXERCISES.pop("t.registered", None)
+
+
+def test_unknown_exercise():
+    with pytest.raises(KeyError, match="No exercise 'zz.none'. Known: "):
+        get_exercise("zz.none")
+
+
+def test_solution_markers():
+    assert BEGIN == "# BEGIN SOLUTION" and END == "# END SOLUTION"
+
+
+def test_class_index_exercise():
+    ex = get_exercise("00.class_index")
+    assert ex.verdict(281)[0]
+    passed, message = ex.verdict(282)
+    assert not passed and "not 'tabby'" in message
+    assert not ex.verdict("281")[0]
+
+
+def _registered():
+    from tl_course.exercise_sets import load_all
+
+    load_all()
+    return sorted(EXERCISES)
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_every_registered_exercise_handles_no_answer_and_garbage(name):
+    ex = get_exercise(name)
+    assert ex.question and ex.expected and ex.hint_text
+    passed, message = ex.verdict(None)
+    assert not passed and "not solved yet" in message
+    passed, message = ex.verdict(object())  # never a crash, never a pass
+    assert not passed and name in message
