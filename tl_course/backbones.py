@@ -21,8 +21,8 @@ Usage::
 """
 from __future__ import annotations
 
-import hashlib
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -87,8 +87,9 @@ class Preprocessing:
 class Backbone:
     """A pretrained network without its classification head.
 
-    ``model(x)`` maps a batch of preprocessed images to pooled features of size ``feature_dim``;
-    ``stages`` lists its blocks from input to output (used to freeze or unfreeze the top N);
+    ``model(x)`` maps a batch of preprocessed images to pooled features of size ``feature_dim``.
+    ``model`` is an ``nn.Sequential`` of named stages followed by ``pool``; ``stages`` lists the
+    stages from input to output (used to freeze or unfreeze the top N, or to cut the network);
     ``transform`` is the preprocessing its weights expect.
     """
 
@@ -228,35 +229,39 @@ def _torchvision_classifier(name: str) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- registry
-class _Pooled(nn.Module):
-    """features -> global average pool -> flatten."""
+class GlobalPool(nn.Sequential):
+    """Global average pooling then flatten: feature maps (N, C, H, W) -> features (N, C)."""
 
-    def __init__(self, features: nn.Module):
-        super().__init__()
-        self.features = features
-        self.pool = nn.AdaptiveAvgPool2d(1)
+    def __init__(self):
+        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
 
-    def forward(self, x):
-        return torch.flatten(self.pool(self.features(x)), 1)
+
+def _staged(stages: list[tuple[str, nn.Module]]) -> tuple[nn.Sequential, list[nn.Module]]:
+    """The base model as a named ``nn.Sequential`` of stages followed by ``pool``, so it can be
+    cut at any stage boundary (``model[:k]``, ``model[k:]``)."""
+    model = nn.Sequential(OrderedDict(stages + [("pool", GlobalPool())]))
+    return model, [m for name, m in model.named_children() if name != "pool"]
 
 
 def _lite0_base(classifier: nn.Module) -> tuple[nn.Module, int, list[nn.Module]]:
-    classifier.reset_classifier(0)  # timm: drop the ImageNet head, keep global pooling
-    stages = [nn.ModuleList([classifier.conv_stem, classifier.bn1]), *classifier.blocks,
-              nn.ModuleList([classifier.conv_head, classifier.bn2])]
-    return classifier, classifier.num_features, stages
+    stages = [("stem", nn.Sequential(classifier.conv_stem, classifier.bn1))]
+    stages += [(f"block{i}", block) for i, block in enumerate(classifier.blocks)]
+    stages += [("head_conv", nn.Sequential(classifier.conv_head, classifier.bn2))]
+    model, modules = _staged(stages)
+    return model, classifier.num_features, modules
 
 
 def _resnet_base(classifier: nn.Module) -> tuple[nn.Module, int, list[nn.Module]]:
-    dim = classifier.fc.in_features
-    classifier.fc = nn.Identity()
-    stem = nn.ModuleList([classifier.conv1, classifier.bn1])
-    return classifier, dim, [stem, classifier.layer1, classifier.layer2, classifier.layer3, classifier.layer4]
+    c = classifier
+    stages = [("stem", nn.Sequential(c.conv1, c.bn1, c.relu, c.maxpool)), ("layer1", c.layer1),
+              ("layer2", c.layer2), ("layer3", c.layer3), ("layer4", c.layer4)]
+    model, modules = _staged(stages)
+    return model, c.fc.in_features, modules
 
 
 def _mobilenet_base(classifier: nn.Module) -> tuple[nn.Module, int, list[nn.Module]]:
-    base = _Pooled(classifier.features)
-    return base, classifier.classifier[0].in_features, list(classifier.features)
+    model, modules = _staged([(f"features{i}", m) for i, m in enumerate(classifier.features)])
+    return model, classifier.classifier[0].in_features, modules
 
 
 @dataclass

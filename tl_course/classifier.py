@@ -34,7 +34,7 @@ from torch import nn
 from . import settings, transfer
 from .backbones import Backbone, CheckpointMismatch, load_backbone
 from .datasets import DatasetSplits, ImageDataset, load_dataset
-from .features import extract_features
+from .features import extract_activations, extract_features
 from .images import ImageError, is_image_file, load_image
 from .training import evaluate, fit, fit_logistic_head
 
@@ -59,6 +59,7 @@ class Recipe:
     batch_size: int = 32
     augment: bool = True
     bn_stats: str = "frozen"
+    views: int = 4
 
 
 @dataclass
@@ -114,25 +115,45 @@ def train_head(backbone: Backbone, data: DatasetSplits, recipe: Recipe, seed: in
 
 
 def finetune(model: transfer.TransferModel, backbone: Backbone, data: DatasetSplits, recipe: Recipe,
-             seed: int = 0, progress: bool = True, track_val: bool = False) -> dict:
+             seed: int = 0, progress: bool = True, cache_stage: int | None = None) -> dict:
     """Step 6: unfreeze the top ``recipe.unfreeze`` stages and train them with the head at low
-    learning rates on (augmented) images. Frozen BatchNorm layers stay in eval mode.
+    learning rates on augmented images. BatchNorm statistics stay frozen (``recipe.bn_stats``).
+
+    While a bottom part of the backbone stays frozen, its output is computed once per augmented
+    view (``recipe.views`` random crops/flips of every training image, cached on disk) and only
+    the top runs each epoch; one epoch is one pass over all views. ``cache_stage`` (default: the
+    first unfrozen stage) may be lower, to share one cache between several values of
+    ``unfreeze``. With everything unfrozen, images go through the whole network every epoch.
 
     Usage: ``info = finetune(model, backbone, data, Recipe(unfreeze=2))``
     """
+    n_stages = len(backbone.stages)
     transfer.unfreeze_top(backbone, recipe.unfreeze)
     model.bn_stats = recipe.bn_stats
-    groups = transfer.param_groups(model, recipe.finetune_head_lr, recipe.backbone_lr)
-    optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
-    train_tf = backbone.train_transform if recipe.augment else backbone.transform
-    train = data.train.with_transform(train_tf)
-    val = data.val.with_transform(backbone.transform) if track_val else None
-    history = fit(model, train, val, epochs=recipe.finetune_epochs, optimizer=optimizer,
+    first_trainable = n_stages - recipe.unfreeze
+    stage = first_trainable if cache_stage is None else min(cache_stage, first_trainable)
+    start = time.perf_counter()
+    if stage > 0 and recipe.unfreeze < n_stages:
+        train_tf = backbone.train_transform if recipe.augment else backbone.transform
+        acts, y_train = extract_activations(backbone, data.train, stage, transform=train_tf,
+                                            views=recipe.views if recipe.augment else 1,
+                                            seed=seed, progress=progress)
+        train = torch.utils.data.TensorDataset(acts.flatten(0, 1), y_train.repeat(acts.shape[0]))
+        trainee = transfer.TransferModel(backbone.model[stage:], len(data.classes), head=model.head,
+                                         bn_stats=recipe.bn_stats)
+    else:
+        train_tf = backbone.train_transform if recipe.augment else backbone.transform
+        train, trainee = data.train.with_transform(train_tf), model
+    cache_seconds = time.perf_counter() - start
+    optimizer = torch.optim.AdamW(transfer.param_groups(model, recipe.finetune_head_lr, recipe.backbone_lr),
+                                  weight_decay=1e-4)
+    history = fit(trainee, train, None, epochs=recipe.finetune_epochs, optimizer=optimizer,
                   batch_size=recipe.batch_size, seed=seed, progress=progress, desc="fine-tune",
                   select_best=False)
     trainable, total = transfer.count_parameters(model)
-    return {"finetune_seconds": history.seconds, "finetune_history": history.rows,
-            "trainable_parameters": trainable, "total_parameters": total}
+    return {"finetune_seconds": history.seconds + cache_seconds, "activation_cache_seconds": cache_seconds,
+            "seconds_per_epoch": history.seconds / max(len(history.rows), 1),
+            "finetune_history": history.rows, "trainable_parameters": trainable, "total_parameters": total}
 
 
 def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "frozen",

@@ -36,13 +36,14 @@ class Exercise:
         print(f"Hint for {self.name}: {self.hint_text}")
         return self.hint_text
 
-    def verdict(self, answer: Any) -> tuple[bool, str]:
-        """``(passed, message)`` without printing; used by ``check`` and the tests."""
+    def verdict(self, answer: Any, **context) -> tuple[bool, str]:
+        """``(passed, message)`` without printing; used by ``check`` and the tests. ``context``
+        passes notebook state the checker needs to compute the expected answer itself."""
         if answer is None or answer is Ellipsis:
             return False, (f"{self.name}: not solved yet. Expected: {self.expected}. "
                            f"Hint: {self.hint_text}")
         try:
-            self.checker(answer)
+            self.checker(answer, **context)
         except AssertionError as exc:
             return False, f"{self.name}: not right yet: {exc} Hint: {self.hint_text}"
         except Exception as exc:  # a malformed answer must never crash the notebook
@@ -50,12 +51,12 @@ class Exercise:
                            f"Expected: {self.expected}.")
         return True, f"{self.name}: correct. {self.explanation}".rstrip()
 
-    def check(self, answer: Any) -> bool:
+    def check(self, answer: Any, **context) -> bool:
         """Print a verdict on ``answer`` and return whether it passed.
 
-        Usage: ``ex.check(my_answer)``
+        Usage: ``ex.check(my_answer)`` or ``ex.check(my_answer, probs=probs, y=y)``
         """
-        passed, message = self.verdict(answer)
+        passed, message = self.verdict(answer, **context)
         print(("PASS " if passed else "TODO ") + message)
         return passed
 

@@ -38,7 +38,8 @@ def _load_cached(path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor] | None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         feats, labels = blob["features"], blob["labels"]
-        if feats.shape[0] == n == labels.shape[0]:
+        count = feats.shape[1] if feats.dim() == 5 else feats.shape[0]  # (views, N, ...) or (N, ...)
+        if count == n == labels.shape[0]:
             return feats, labels
     except Exception:
         pass
@@ -86,3 +87,54 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
         finally:
             tmp.unlink(missing_ok=True)
     return X, y
+
+
+@torch.no_grad()  # not inference_mode: the maps feed training of the layers above
+def extract_activations(backbone, dataset, stage: int, *, transform=None, views: int = 1,
+                        seed: int = 0, batch_size: int = 32, cache: bool = True,
+                        progress: bool = True, device: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature maps entering stage ``stage`` (i.e. the output of ``backbone.model[:stage]``) for
+    every image, for ``views`` passes of ``transform`` (random augmentations differ per view,
+    reproducibly from ``seed``); shape ``(views, N, C, H, W)``, plus labels ``(N,)``. Cached on
+    disk like :func:`extract_features`.
+
+    While the stages below ``stage`` are frozen, fine-tuning only needs these maps: the frozen
+    bottom of the network runs once per view instead of once per epoch.
+
+    Usage: ``acts, y = extract_activations(bb, data.train, 7, transform=bb.train_transform, views=4)``
+    """
+    transform = transform or backbone.transform
+    key = hashlib.sha256(f"{CACHE_VERSION}|{backbone.cache_key()}|{dataset.fingerprint()}|stage={stage}|"
+                         f"{transform!r}|views={views}|seed={seed}".encode()).hexdigest()
+    path = settings.data_dir() / "features" / f"{backbone.name}-acts{stage}-{key[:24]}.pt"
+    if cache and path.exists():
+        hit = _load_cached(path, len(dataset))
+        if hit is not None and hit[0].dim() == 5 and hit[0].shape[0] == views:
+            return hit[0], hit[1]
+    device = device or settings.device()
+    bottom = backbone.model[:stage].to(device)
+    was_training = bottom.training
+    bottom.eval()
+    all_views, labels = [], None
+    try:
+        for v in range(views):
+            torch.manual_seed(seed * 1000 + v)  # the random augmentations of view v
+            loader = torch.utils.data.DataLoader(dataset.with_transform(transform), batch_size=batch_size)
+            maps, ys = [], []
+            for x, y in tqdm(loader, desc=f"activations view {v + 1}/{views}", disable=not progress, unit="batch"):
+                maps.append(bottom(x.to(device)).float().cpu())
+                ys.append(y)
+            all_views.append(torch.cat(maps))
+            labels = torch.cat(ys)
+    finally:
+        bottom.train(was_training)
+    acts = torch.stack(all_views)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save({"features": acts, "labels": labels}, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return acts, labels

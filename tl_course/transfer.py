@@ -86,6 +86,9 @@ class TransferModel(nn.Module):
     ``bn_stats="frozen"`` every BatchNorm layer of the backbone keeps its pretrained statistics
     (recommended when fine-tuning on a small dataset with small batches); ``"train"`` updates all.
 
+    ``backbone`` is a :class:`~tl_course.backbones.Backbone` or any ``nn.Module`` producing
+    features (e.g. the top stages of one, ``bb.model[7:]``, with an existing ``head`` module).
+
     Usage: ``model = TransferModel(bb, num_classes=2, head="mlp")``
     """
 
@@ -95,7 +98,7 @@ class TransferModel(nn.Module):
         if bn_stats not in ("auto", "frozen", "train"):
             raise ValueError("bn_stats must be 'auto', 'frozen' or 'train'.")
         self.bn_stats = bn_stats
-        self.backbone = backbone.model
+        self.backbone = backbone.model if hasattr(backbone, "model") else backbone
         self.head = head if isinstance(head, nn.Module) else make_head(backbone.feature_dim, num_classes, head)
         self.frozen_bn_eval = frozen_bn_eval
 

@@ -1,0 +1,38 @@
+"""Exercises of notebook 08 (fine-tuning)."""
+from ..exercises import register
+
+
+@register("08.param_groups",
+          "Build optimizer parameter groups: head at 1e-3, unfrozen backbone stages at 1e-4.",
+          "a list of dicts, each with 'params' and 'lr' (what torch.optim.AdamW accepts)",
+          "transfer.unfreeze_top(backbone, 2), then transfer.param_groups(model, head_lr=..., backbone_lr=...).",
+          "Per-group learning rates let the new head move fast while the pretrained stages move gently.")
+def _param_groups(answer, model=None):
+    assert isinstance(answer, list) and all(isinstance(g, dict) and "params" in g and "lr" in g for g in answer), \
+        "expected a list of dicts with 'params' and 'lr'."
+    head_ids = {id(p) for p in model.head.parameters()}
+    body_ids = {id(p) for p in model.backbone.parameters() if p.requires_grad}
+    assert body_ids, "no backbone parameter is trainable: unfreeze the top 2 stages first."
+    lr_of = {}
+    for group in answer:
+        for p in group["params"]:
+            lr_of[id(p)] = group["lr"]
+    assert all(lr_of.get(i) == 1e-3 for i in head_ids), "every head parameter needs lr 1e-3."
+    assert all(lr_of.get(i) == 1e-4 for i in body_ids), "every trainable backbone parameter needs lr 1e-4."
+    frozen = {id(p) for p in model.backbone.parameters() if not p.requires_grad}
+    assert not frozen & set(lr_of), "frozen parameters should not be given to the optimizer."
+
+
+@register("08.trainable_after_unfreeze",
+          "How many trainable parameters does the model have once the top 2 stages are unfrozen?",
+          "an int",
+          "transfer.count_parameters(model) returns (trainable, total).",
+          "Only a fraction of the backbone trains: that is what keeps fine-tuning cheap and gentle.")
+def _trainable(answer, model=None, backbone=None):
+    from .. import transfer
+
+    transfer.unfreeze_top(backbone, 2)
+    trainable, total = transfer.count_parameters(model)
+    assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."
+    assert answer != total, "that is the total number of parameters, frozen ones included."
+    assert answer == trainable, f"{answer:,} is not the number of trainable parameters."

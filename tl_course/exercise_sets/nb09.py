@@ -1,0 +1,34 @@
+"""Exercises of notebook 09 (evaluate and use the classifier)."""
+import numpy as np
+
+from ..exercises import register
+
+
+@register("09.missed_first_class",
+          "How many validation images of the first class were predicted as another class?",
+          "an int: the off-diagonal count in the first row of the confusion matrix",
+          "Combine two boolean arrays: (y == 0) and (probs.argmax(1) != 0), then count the True values.",
+          "Row 0 of the confusion matrix minus its diagonal cell: the first class's missed images.")
+def _missed(answer, probs=None, y=None):
+    expected = int(((np.asarray(y) == 0) & (np.asarray(probs).argmax(1) != 0)).sum())
+    assert isinstance(answer, (int, np.integer)), f"expected an int, got {type(answer).__name__}."
+    total = int((np.asarray(y) == 0).sum())
+    assert answer != total - expected or expected * 2 == total, \
+        "that is the number of first-class images predicted *correctly*; count the others."
+    assert answer == expected, f"{answer} is not the number of first-class images predicted as another class."
+
+
+@register("09.ece_bins",
+          "Compute the expected calibration error with 5 bins instead of 10.",
+          "a float between 0 and 1",
+          "evaluation.reliability(probs, y, bins=5) returns a dict; look at its 'ece' entry.",
+          "Fewer bins average over wider confidence ranges: the ECE depends on this choice, so "
+          "always report the number of bins with it.")
+def _ece(answer, probs=None, y=None):
+    from ..evaluation import reliability
+
+    expected = reliability(np.asarray(probs), np.asarray(y), bins=5)["ece"]
+    assert isinstance(answer, (float, np.floating)), f"expected a float, got {type(answer).__name__}."
+    if abs(answer - reliability(np.asarray(probs), np.asarray(y), bins=10)["ece"]) < 1e-12 and abs(answer - expected) > 1e-12:
+        raise AssertionError("that is the ECE with 10 bins.")
+    assert abs(answer - expected) < 1e-9, f"{answer:.4f} is not the ECE with 5 bins."
