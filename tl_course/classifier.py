@@ -39,7 +39,7 @@ from .images import ImageError, is_image_file, load_image
 from .training import evaluate, fit, fit_logistic_head
 
 FORMAT = "tl_course.classifier/1"
-FROZEN_EPOCHS, FINETUNE_EPOCHS = 40, 6
+FROZEN_EPOCHS, FINETUNE_EPOCHS = 40, 3
 
 
 @dataclass
@@ -53,13 +53,13 @@ class Recipe:
     head_lr: float = 1e-3
     head_weight_decay: float = 1e-4
     finetune_epochs: int = FINETUNE_EPOCHS
-    unfreeze: int = 2
+    unfreeze: int = 1
     finetune_head_lr: float = 1e-4
     backbone_lr: float = 1e-4
     batch_size: int = 32
     augment: bool = True
     bn_stats: str = "frozen"
-    views: int = 4
+    views: int = 2
 
 
 @dataclass

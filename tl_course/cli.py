@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="a registered dataset name (e.g. hymenoptera) or folder:<path>")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--mode", choices=["frozen", "finetune"], default="frozen")
-    p.add_argument("--epochs", type=int, default=None, help="default: 30 (frozen) / 6 (finetune)")
+    p.add_argument("--epochs", type=int, default=None, help="frozen + mlp head: epochs of the head (default 40); finetune: passes over the augmented views (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=None, help="input crop (default: the backbone's)")
     p.add_argument("--out", required=True, help="output folder for model.pt and metrics.json")

@@ -190,21 +190,23 @@ def fit_logistic_head(head: nn.Module, X: torch.Tensor, y: torch.Tensor, Cs=(0.0
     """
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
     import warnings
 
     start = time.perf_counter()
     Xn, yn = X.double().numpy(), np.asarray(y)
     folds = min(cv, int(np.bincount(yn).min()))
-    if folds >= 2 and len(Cs) > 1:
-        with warnings.catch_warnings():  # scikit-learn 1.9 announces changed defaults we do not use
-            warnings.simplefilter("ignore", FutureWarning)
+    # one BLAS thread: these small solves gain nothing from more and suffer badly when cores are shared
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.9 announces changed defaults
+        if folds >= 2 and len(Cs) > 1:
             search = LogisticRegressionCV(Cs=list(Cs), cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
                                           scoring="accuracy", max_iter=3000).fit(Xn, yn)
-        C = float(np.atleast_1d(search.C_)[0])
-    else:
-        C = float(Cs[len(Cs) // 2])
-    clf = LogisticRegression(C=C, max_iter=3000).fit(Xn, yn)
+            C = float(np.atleast_1d(search.C_)[0])
+        else:
+            C = float(Cs[len(Cs) // 2])
+        clf = LogisticRegression(C=C, max_iter=3000).fit(Xn, yn)
     linear = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
     n_classes = linear.out_features
     coef, intercept = clf.coef_, clf.intercept_
