@@ -1,0 +1,50 @@
+"""Exercises of notebook 04 (unsupervised transfer: clustering with borrowed features)."""
+import numpy as np
+
+from ..exercises import register
+
+
+def _pair(answer) -> tuple[float, float]:
+    assert isinstance(answer, (tuple, list)) and len(answer) == 2, \
+        "expected a pair (ARI, NMI), e.g. (0.01, 0.02)."
+    return float(answer[0]), float(answer[1])
+
+
+@register("04.chance",
+          "Score random cluster ids np.random.default_rng(0).integers(0, 10, size=450) against the "
+          "digit labels of digits_m's validation images: (ARI, NMI)?",
+          "a pair of floats (ARI, NMI)",
+          "cluster_scores(digits_held_back, random_ids) returns both; index the dict.",
+          "ARI is corrected for chance (about 0 for random ids); NMI is not, so a random clustering "
+          "still gets a small positive NMI. Compare representations on ARI, or against this floor.")
+def _chance(answer):
+    from ..clustering import cluster_scores
+    from ..datasets import load_dataset
+
+    y = load_dataset("digits_m").val.targets
+    expected = cluster_scores(y, np.random.default_rng(0).integers(0, 10, size=len(y)))
+    ari, nmi = _pair(answer)
+    assert abs(ari - expected["ARI"]) < 1e-6, (f"ARI {ari:.4f} is not the ARI of those random ids "
+                                               "(it should be very close to 0).")
+    assert abs(nmi - expected["NMI"]) < 1e-6, (f"NMI {nmi:.4f} is not the NMI of those random ids; "
+                                               "did you swap the two numbers?")
+
+
+@register("04.backgrounds",
+          "Cluster the raw pixels of digits_m's validation images into 8 clusters "
+          "(kmeans_clusters(raw, 8, seed=0)) and score them against the background photos: NMI?",
+          "a float between 0 and 1",
+          "raw = images.reshape(len(images), -1) / 255.0; then cluster_scores(photos_held_back, ...)['NMI'].",
+          "Raw-pixel k-means is a decent background detector and a poor digit detector: the "
+          "representation decides what the clusters mean.")
+def _backgrounds(answer):
+    from ..clustering import cluster_scores, digits_m_backgrounds, kmeans_clusters
+    from ..datasets import load_dataset
+
+    images = load_dataset("digits_m").val.samples
+    raw = images.reshape(len(images), -1) / 255.0
+    expected = cluster_scores(digits_m_backgrounds("val"), kmeans_clusters(raw, 8, seed=0))["NMI"]
+    assert isinstance(answer, (float, np.floating)), f"expected a float, got {type(answer).__name__}."
+    assert abs(float(answer) - expected) < 0.005, (
+        f"{float(answer):.3f} is not the NMI of 8 raw-pixel clusters against the backgrounds. "
+        "Use 8 clusters, seed 0, and score against the backgrounds, not the digits.")

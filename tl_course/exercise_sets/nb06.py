@@ -1,0 +1,43 @@
+"""Exercises of notebook 06 (inside a pretrained network, and how to choose one)."""
+from ..exercises import register
+
+
+@register("06.stage_heights",
+          "For 96x96 inputs, what is the height of the feature map after each of the 9 stages of "
+          "EfficientNet-Lite0?",
+          "a list of 9 ints, from the stem to the last stage",
+          "layers.stage_outputs(backbone, torch.zeros(1, 3, 96, 96)) gives the maps; read .shape[-2].",
+          "Every stride-2 stage halves the map: 96 pixels become a 3x3 grid at the top, where "
+          "each position summarises a large part of the image.")
+def _stage_heights(answer):
+    import torch
+
+    from ..backbones import load_backbone
+    from ..layers import stage_outputs
+
+    expected = [int(m.shape[-2]) for m in stage_outputs(load_backbone("efficientnet_lite0"),
+                                                        torch.zeros(1, 3, 96, 96))]
+    assert isinstance(answer, (list, tuple)), f"expected a list of ints, got {type(answer).__name__}."
+    assert len(answer) == len(expected), f"Lite0 has {len(expected)} stages; you gave {len(answer)} numbers."
+    got = [int(a) for a in answer]
+    wrong = [i for i, (a, e) in enumerate(zip(got, expected)) if a != e]
+    assert not wrong, (f"stage {wrong[0]} is wrong ({got[wrong[0]]}). Did you feed 96x96 inputs and "
+                       "read the height (shape[-2]) of each stage's output?")
+
+
+@register("06.heaviest_stage",
+          "Which stage (index 0-8) of EfficientNet-Lite0 holds the most parameters?",
+          "an int between 0 and 8",
+          "sum(p.numel() for p in stage.parameters()) for every stage in backbone.stages; then argmax.",
+          "The deep, wide stages hold most of the weights, while the early stages that compute the "
+          "general features are tiny: freezing the bottom saves little memory but much compute.")
+def _heaviest_stage(answer):
+    from ..backbones import load_backbone
+
+    stages = load_backbone("efficientnet_lite0").stages
+    counts = [sum(p.numel() for p in s.parameters()) for s in stages]
+    expected = max(range(len(counts)), key=counts.__getitem__)
+    assert isinstance(answer, int) and not isinstance(answer, bool), \
+        f"expected an int (a stage index), got {type(answer).__name__}."
+    assert 0 <= answer < len(counts), f"{answer} is not a stage index (0-{len(counts) - 1})."
+    assert answer == expected, (f"stage {answer} has {counts[answer]:,} parameters; another stage has more.")
