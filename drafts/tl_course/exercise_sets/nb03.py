@@ -1,0 +1,88 @@
+"""Exercises of notebook 03 (domain adaptation: importance weights, CORAL, DANN)."""
+from ..exercises import register
+
+
+def _number(answer) -> float:
+    assert isinstance(answer, (int, float)) and not isinstance(answer, bool) or hasattr(answer, "item"), \
+        f"expected a number, got {type(answer).__name__}."
+    return float(answer)
+
+
+@register("03.grl_gradient",
+          "Halfway through training (p = 0.5, DANN_WEIGHT = 1), what gradient does the gradient "
+          "reversal layer pass back to each element of x for the loss grad_reverse(x, lambd).sum()?",
+          "a float: the gradient of one element of x",
+          "lambd = ad.dann_lambda(0.5); without the layer the gradient of x.sum() would be 1 per "
+          "element. Try it: x = torch.zeros(4, requires_grad=True), backward(), x.grad.",
+          "The features receive the domain head's gradient with its sign flipped: they are pushed to "
+          "make the domain head wrong, harder and harder as lambda rises from 0 to 1.")
+def _grl_gradient(answer):
+    import torch
+
+    from .. import adaptation as ad
+
+    value = _number(answer)
+    x = torch.zeros(4, requires_grad=True)
+    ad.grad_reverse(x, ad.dann_lambda(0.5)).sum().backward()
+    expected = float(x.grad[0])
+    if abs(value + expected) < 1e-4:
+        raise AssertionError("right size, wrong sign: the layer *reverses* the gradient.")
+    if abs(value - (-0.5)) < 1e-4:
+        raise AssertionError("lambda is not p itself: it follows ad.dann_lambda(p) = 2 / (1 + exp(-10 p)) - 1.")
+    assert abs(value - expected) < 1e-4, f"{value:.4f} is not the gradient the layer passes back."
+
+
+@register("03.effective_sample_size",
+          "How many source examples do the importance weights effectively keep (Kish's effective "
+          "sample size (sum w)^2 / sum w^2)?",
+          "a tuple (weights, ess): the weights of section 3 and their effective sample size (a float)",
+          "weights.sum() ** 2 / (weights ** 2).sum(); with equal weights it is the number of examples.",
+          "Most of the source set barely counts once it is reweighted: the estimate rests on far fewer "
+          "examples, so its variance grows. With domains this far apart, weighting cannot help.")
+def _effective_sample_size(answer):
+    import numpy as np
+
+    from ..datasets import load_dataset
+
+    assert isinstance(answer, (tuple, list)) and len(answer) == 2, "expected a tuple (weights, ess)."
+    weights, value = np.asarray(answer[0], dtype=np.float64), _number(answer[1])
+    n = len(load_dataset("digits").train)
+    assert weights.ndim == 1 and len(weights) == n, f"expected one weight per source example ({n})."
+    assert (weights >= 0).all(), "importance weights are never negative."
+    expected = float(weights.sum() ** 2 / (weights ** 2).sum())
+    if abs(value - expected / n) < 1e-6:
+        raise AssertionError("that is the effective *fraction*; the question asks for a number of examples.")
+    assert abs(value - expected) <= 1e-6 * max(1.0, expected), \
+        f"{value:.2f} is not (sum w)^2 / sum w^2 for these weights."
+
+
+@register("03.coral_by_hand",
+          "The Deep CORAL loss between the standardised source and target features Zs and Zt, "
+          "computed by hand?",
+          "a float: ||cov(Zs) - cov(Zt)||_F^2 / (4 d^2), with unbiased covariances",
+          "Centre each matrix (Z - Z.mean(0)), covariance = Zc.T @ Zc / (n - 1), then square the "
+          "difference, sum everything and divide by 4 * d * d.",
+          "This is the whole Deep CORAL idea: one differentiable number that is zero when the two "
+          "feature clouds have the same second-order statistics.")
+def _coral_by_hand(answer):
+    import torch
+
+    from .. import adaptation as ad
+    from ..backbones import load_backbone
+    from ..datasets import load_dataset
+    from ..features import extract_features
+
+    value = _number(answer)
+    backbone = ad.truncate_backbone(load_backbone("efficientnet_lite0", image_size=64), 6)
+    Fs, _ = extract_features(backbone, load_dataset("digits").train, progress=False)
+    Ft, _ = extract_features(backbone, load_dataset("digits_m").train, progress=False)
+    both = torch.cat([Fs, Ft])
+    mu, sd = both.mean(0), both.std(0) + 1e-6
+    Zs, Zt = (Fs - mu) / sd, (Ft - mu) / sd
+    expected = float(ad.coral_loss(Zs.double(), Zt.double()))
+    d = Zs.shape[1]
+    if abs(value - expected * 4 * d * d) <= 1e-3 * expected * 4 * d * d:
+        raise AssertionError("you forgot to divide by 4 d^2.")
+    assert abs(value - expected) <= 1e-3 * abs(expected) + 1e-9, (
+        f"{value:.6f} is not the CORAL loss of the standardised features (the notebook's default "
+        "settings: 6 stages, image size 64).")
