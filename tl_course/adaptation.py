@@ -15,16 +15,45 @@ Usage::
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import settings
+
+
+# --------------------------------------------------------------------------- threads
+@contextmanager
+def torch_threads(n: int = 1):
+    """Run the enclosed code with ``n`` intra-op PyTorch threads, then restore the previous number.
+    The training loops below use one thread: their models are tiny, so more threads barely help
+    (and cost a lot on a shared machine), and the results then do not depend on how many cores the
+    machine has (summation order, hence rounding, changes with the number of threads).
+
+    Usage: ``with torch_threads(1): model(x)``
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _single_threaded(fn):
+    """Decorator: run ``fn`` under :func:`torch_threads` (1)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch_threads(1):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 # --------------------------------------------------------------------------- data as tensors
@@ -106,8 +135,9 @@ def fit_cosine(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-    return fit(model, train, val, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
-               batch_size=batch_size, seed=seed, progress=progress, desc=desc, select_best=False)
+    with torch_threads(1):
+        return fit(model, train, val, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
+                   batch_size=batch_size, seed=seed, progress=progress, desc=desc, select_best=False)
 
 
 # --------------------------------------------------------------------------- models
@@ -168,6 +198,7 @@ def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@_single_threaded
 @torch.no_grad()
 def embed(module: nn.Module, X: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """``module(X)`` in eval mode, batch by batch, without gradients.
@@ -412,16 +443,21 @@ def embed_2d(*feature_sets, method: str = "pca", seed: int = 0) -> list[np.ndarr
 @dataclass
 class AdaptationResult:
     """What :func:`train_adapted` returns: the trained ``model`` (features + head), one row per
-    epoch (losses, target accuracy when a labelled target set was given), and the seconds taken."""
+    epoch (losses, target accuracy when a labelled target set was given), and the seconds taken.
+
+    Usage: ``res = train_adapted(...); res.model(x); res.column("target_accuracy")``
+    """
 
     model: nn.Module
     rows: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
     def column(self, key: str) -> list[float]:
+        """One metric over the epochs, e.g. ``res.column("target_accuracy")``."""
         return [r.get(key) for r in self.rows]
 
 
+@_single_threaded
 def train_adapted(features: nn.Module, head: nn.Module, source: tuple, target_x: torch.Tensor, *,
                   method: str = "dann", epochs: int = 20, batch_size: int = 64, lr: float = 1e-3,
                   weight_decay: float = 1e-4, adapt_weight: float = 1.0, domain_hidden: int = 64,
@@ -440,7 +476,7 @@ def train_adapted(features: nn.Module, head: nn.Module, source: tuple, target_x:
     ``source_weights`` (one per source example, e.g. :func:`domain_classifier_weights`) turn the
     source cross-entropy into a weighted one: instance-based adaptation, usable with any method.
     Every step sees one source batch and one target batch; an epoch is one pass over the source.
-    With ``anneal`` the learning rate decays as in the DANN paper, ``lr / (1 + 10 p) ** 0.75``.
+    Runs single-threaded (see :func:`torch_threads`). With ``anneal`` the learning rate decays as in the DANN paper, ``lr / (1 + 10 p) ** 0.75``.
     ``target_eval = (X, y)`` (held-out labelled target data) is only evaluated, never trained on.
 
     Usage: ``res = train_adapted(net.features, net.head, (Xs, ys), Xt, method="dann", epochs=15)``
@@ -534,6 +570,7 @@ def accuracy(model: nn.Module, X: torch.Tensor, y, batch_size: int = 512) -> flo
 
 
 # --------------------------------------------------------------------------- multi-task, self-supervised
+@_single_threaded
 def fit_multitask(trunk: nn.Module, heads: dict, tasks: dict, *, steps: int = 300, batch_size: int = 64,
                   lr: float = 3e-3, weight_decay: float = 1e-4, task_weights: dict | None = None,
                   seed: int = 0, device: str | None = None) -> list[dict]:
@@ -541,7 +578,8 @@ def fit_multitask(trunk: nn.Module, heads: dict, tasks: dict, *, steps: int = 30
     examples ``(X, y)`` (the tasks may have different inputs and very different sizes); every step
     draws one batch per task and minimises the (weighted) sum of their cross-entropies, so a task
     with 20 labels is seen as often as one with 1000. With a single task this is ordinary training.
-    AdamW with a cosine learning-rate decay to zero. Returns one row of mean losses per 50 steps.
+    AdamW with a cosine learning-rate decay to zero, single-threaded (see :func:`torch_threads`).
+    Returns one row of mean losses per 50 steps.
 
     Usage: ``fit_multitask(trunk, {"digit": h1, "parity": h2}, {"digit": (Xa, ya), "parity": (Xb, yb)})``
     """

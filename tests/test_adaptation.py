@@ -316,3 +316,19 @@ def test_exercise_effective_sample_size():
     assert ex.verdict((w, ess))[0]
     assert not ex.verdict((w, ess / n))[0]
     assert not ex.verdict((w, float(n)))[0]
+
+
+def test_torch_threads_restores_and_training_loops_are_single_threaded():
+    previous = torch.get_num_threads()
+    with ad.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == previous
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return x
+
+    ad.embed(Spy(), torch.zeros(3, 2))
+    assert seen == [1] and torch.get_num_threads() == previous
