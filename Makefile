@@ -7,13 +7,14 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.c
 # Notebooks whose results depend on the data mode (hymenoptera vs the offline fallback digits_m).
 DATA_NOTEBOOKS ?= $(wildcard notebooks/0[7-9]_*.ipynb notebooks/1[0-9]_*.ipynb)
 
-.PHONY: venv course test test-unit test-notebooks test-fallback lab student clean-data help
+.PHONY: venv course test test-unit test-notebooks test-fallback lab student slides clean-data help
 help:
 	@echo "make course         install into $(VENV)/ and execute every notebook into build/ (summary at the end)"
 	@echo "make test           install into $(VENV)/ and run unit tests + nbval over notebooks/"
 	@echo "make test-fallback  nbval (outputs unchecked) over the data notebooks offline, without the mirror"
 	@echo "make lab            JupyterLab on notebooks/"
 	@echo "make student        write the student edition to build/student/"
+	@echo "make slides         add slide metadata (present with jupyterlab-rise: Alt+R) to every notebook"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,11 @@ lab: venv
 
 student: venv
 	$(BIN)/tl-course student build/student
+
+# Slide metadata (RISE / jupyterlab-rise) on every notebook's title and sections; metadata only, no re-execution.
+slides: venv
+	$(BIN)/python -c "import nbformat,sys; from tl_course.notebooks import course_notebooks, mark_slides; \
+	[nbformat.write(nb, p) for p in course_notebooks() for nb in [nbformat.read(p, 4)] if mark_slides(nb)]"
 
 clean-data:
 	find data -mindepth 1 ! -name README.md -delete

@@ -332,3 +332,20 @@ def test_torch_threads_restores_and_training_loops_are_single_threaded():
 
     ad.embed(Spy(), torch.zeros(3, 2))
     assert seen == [1] and torch.get_num_threads() == previous
+
+
+def test_interpolate_domains_goes_from_source_to_target():
+    from tl_course.datasets import ImageDataset
+
+    a = ImageDataset(np.zeros((4, 8, 8, 3), np.uint8), [0, 1, 0, 1], ["x", "y"])
+    b = ImageDataset(np.full((4, 8, 8, 3), 200, np.uint8), [0, 1, 0, 1], ["x", "y"])
+    assert np.array_equal(ad.interpolate_domains(a, b, 0.0).samples, a.samples)
+    assert np.array_equal(ad.interpolate_domains(a, b, 1.0).samples, b.samples)
+    half = ad.interpolate_domains(a, b, 0.5)
+    assert half.samples.dtype == np.uint8 and int(half.samples.max()) == 100
+    assert list(half.targets) == [0, 1, 0, 1] and half.classes == ["x", "y"]
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        ad.interpolate_domains(a, b, 1.5)
+    c = ImageDataset(np.zeros((4, 8, 8, 3), np.uint8), [1, 1, 0, 1], ["x", "y"])
+    with pytest.raises(ValueError, match="not aligned"):
+        ad.interpolate_domains(a, c, 0.5)

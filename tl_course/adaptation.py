@@ -396,6 +396,28 @@ def domain_classifier_weights(source, target, C: float = 1.0, clip: float = 10.0
     return w / w.mean()
 
 
+def interpolate_domains(source, target, strength: float):
+    """An ``ImageDataset`` between two aligned array datasets (image ``i`` of both shows the same
+    example, as with ``digits`` and ``digits_m``): each pixel is ``(1 - strength) * source +
+    strength * target``. ``strength=0`` gives the source images, ``1`` the target ones; the
+    domain-shift explorer of notebook 03 turns this knob.
+
+    Usage: ``half_shifted = interpolate_domains(load_dataset("digits").val, load_dataset("digits_m").val, 0.5)``
+    """
+    from .datasets import ImageDataset
+
+    if not 0.0 <= float(strength) <= 1.0:
+        raise ValueError(f"strength must be between 0 and 1, got {strength}.")
+    a, b = source.samples, target.samples
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+        raise TypeError("interpolate_domains needs datasets held in memory as arrays (e.g. digits, digits_m), "
+                        "not image files.")
+    if a.shape != b.shape or not np.array_equal(source.targets, target.targets):
+        raise ValueError(f"the two datasets are not aligned: shapes {a.shape} vs {b.shape}, or different labels.")
+    mixed = np.rint((1.0 - strength) * a.astype(np.float32) + strength * b.astype(np.float32))
+    return ImageDataset(mixed.clip(0, 255).astype(np.uint8), source.targets, source.classes)
+
+
 def domain_accuracy(source, target, C: float = 1.0, seed: int = 0) -> float:
     """How well a linear classifier tells source from target features (5-fold cross-validated
     accuracy): 0.5 means the domains are indistinguishable, 1.0 perfectly separable. A proxy for

@@ -86,3 +86,23 @@ def run_course(out_dir: str | Path = "build/course", notebooks: list[Path] | Non
     total = sum(r["seconds"] for r in rows if r["ok"])
     print(f"total {total:.0f} s, {sum(r['ok'] for r in rows)}/{len(rows)} notebooks ok")
     return rows
+
+
+def mark_slides(nb) -> int:
+    """Give a notebook (an ``nbformat`` node) the slide metadata RISE / jupyterlab-rise present:
+    its title (``# ``) and every section (``## ``) start a slide, every ``### `` a sub-slide;
+    other cells follow the slide before them. Slide types already set by hand are kept.
+    Returns how many cells changed.
+
+    Usage: ``nb = nbformat.read(p, 4); mark_slides(nb); nbformat.write(nb, p)``
+    """
+    changed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "markdown" or "slideshow" in cell.metadata:
+            continue
+        first = cell.source.lstrip().split("\n", 1)[0]
+        kind = "slide" if first.startswith(("# ", "## ")) else "subslide" if first.startswith("### ") else None
+        if kind:
+            cell.metadata["slideshow"] = {"slide_type": kind}
+            changed += 1
+    return changed

@@ -1,0 +1,76 @@
+"""tl_course.present: results are always computed outside PRESENT mode, replayed inside it when
+the key and parameters match, and stored as plain data that loads with weights_only=True."""
+import numpy as np
+import pytest
+import torch
+
+from tl_course import present
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TL_COURSE_DATA", str(tmp_path))
+    monkeypatch.delenv("TL_COURSE_PRESENT", raising=False)
+    return tmp_path
+
+
+def counter(value):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return value
+    return compute, calls
+
+
+def test_without_present_mode_everything_is_computed(monkeypatch):
+    compute, calls = counter({"acc": 0.9})
+    assert present.reuse("nb.cell", compute, seed=0) == {"acc": 0.9}
+    assert present.reuse("nb.cell", compute, seed=0) == {"acc": 0.9}
+    assert len(calls) == 2
+
+
+def test_present_mode_replays_a_stored_result(monkeypatch, capsys):
+    value = {"acc": np.float64(0.9), "curve": [0.1, 0.2], "pair": (1, "a"), "w": np.arange(3.0),
+             "t": torch.ones(2), 3: None}
+    compute, calls = counter(value)
+    present.reuse("nb.cell", compute, seed=0, budgets=[1, 2])
+    monkeypatch.setenv("TL_COURSE_PRESENT", "1")
+    got = present.reuse("nb.cell", compute, seed=0, budgets=[1, 2])
+    assert len(calls) == 1 and "PRESENT mode: reusing 'nb.cell'" in capsys.readouterr().out
+    assert got["acc"] == 0.9 and got["curve"] == [0.1, 0.2] and got["pair"] == (1, "a") and got[3] is None
+    assert isinstance(got["w"], np.ndarray) and np.array_equal(got["w"], np.arange(3.0))
+    assert torch.equal(got["t"], torch.ones(2))
+
+
+def test_other_parameters_are_recomputed(monkeypatch):
+    compute, calls = counter(1)
+    present.reuse("nb.cell", compute, seed=0)
+    monkeypatch.setenv("TL_COURSE_PRESENT", "1")
+    present.reuse("nb.cell", compute, seed=1)
+    present.reuse("nb.other", compute, seed=0)
+    assert len(calls) == 3
+
+
+def test_a_damaged_store_is_recomputed_not_trusted(monkeypatch, capsys):
+    compute, calls = counter([1, 2])
+    present.reuse("nb.cell", compute, seed=0)
+    for f in present.results_dir().glob("*.pt"):
+        f.write_bytes(b"not a torch file")
+    monkeypatch.setenv("TL_COURSE_PRESENT", "1")
+    assert present.reuse("nb.cell", compute, seed=0) == [1, 2]
+    assert len(calls) == 2 and "recomputing" in capsys.readouterr().out
+
+
+def test_objects_are_refused_with_a_hint():
+    class History:
+        pass
+
+    with pytest.raises(TypeError, match="plain data only.*history.rows"):
+        present.reuse("nb.cell", lambda: {"h": History()}, seed=0)
+
+
+def test_stored_files_load_with_weights_only():
+    present.reuse("nb.cell", lambda: {"a": np.ones(2)}, seed=0)
+    (f,) = present.results_dir().glob("nb.cell-*.pt")
+    assert torch.load(f, weights_only=True)["key"] == "nb.cell"

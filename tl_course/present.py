@@ -1,0 +1,122 @@
+"""PRESENT mode: in front of a class, expensive cells reuse the results of an earlier run.
+
+Every call to :func:`reuse` computes its result and stores it (under ``TL_COURSE_DATA/results/``),
+keyed by a name and the parameters it depends on. With ``TL_COURSE_PRESENT=1`` in the environment
+(set before starting JupyterLab, or ``%env TL_COURSE_PRESENT=1`` in a notebook's first cell), a
+stored result with the same key and parameters is returned at once, with a line saying so; a
+missing one is computed as usual. Run the course once before the lecture (``make course``) and every
+notebook then replays in seconds. Without PRESENT mode nothing is ever reused: the notebooks
+compute everything, which is what CI checks.
+
+Results are plain data only (numbers, strings, lists, tuples, dicts, tensors and numpy arrays), so
+they are read back with ``torch.load(weights_only=True)``: a stored file can never run code.
+
+Usage::
+
+    from tl_course.present import reuse
+    accuracies = reuse("01.budgets", lambda: run_all_budgets(), seed=SEED, budgets=LABELS_PER_CLASS)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import settings
+
+__all__ = ["present_mode", "reuse", "results_dir"]
+
+_NDARRAY = "__tl_course_ndarray__"
+
+
+def present_mode() -> bool:
+    """True when ``TL_COURSE_PRESENT`` asks expensive cells to reuse stored results.
+
+    Usage: ``if present_mode(): print("demo mode")``
+    """
+    return os.environ.get("TL_COURSE_PRESENT", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def results_dir() -> Path:
+    """Where :func:`reuse` keeps its results (``TL_COURSE_DATA/results``).
+
+    Usage: ``shutil.rmtree(results_dir())`` forgets every stored result.
+    """
+    path = settings.data_dir() / "results"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _to_plain(value: Any, where: str = "result") -> Any:
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise TypeError(f"{where}: numpy arrays of Python objects cannot be stored.")
+        return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(value))}
+    if isinstance(value, (list, tuple)):
+        items = [_to_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _to_plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise TypeError(f"{where} is a {type(value).__name__}: reuse() stores plain data only (numbers, "
+                    "strings, lists, tuples, dicts, tensors, numpy arrays). Return those from the "
+                    "computation, e.g. history.rows instead of a History object.")
+
+
+def _from_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_NDARRAY}:
+            return value[_NDARRAY].numpy()
+        return {k: _from_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_from_plain(v) for v in value)
+    return value
+
+
+def _path(key: str, params: dict) -> Path:
+    blob = json.dumps(params, sort_keys=True, default=repr).encode()
+    name = re.sub(r"[^\w.-]+", "_", key).strip("_") or "result"
+    return results_dir() / f"{name}-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
+
+
+def reuse(key: str, compute: Callable[[], Any], **params) -> Any:
+    """Return ``compute()``; store it under ``key`` and ``params``. In PRESENT mode, return the
+    stored result of an earlier call with the same key and parameters instead, if there is one.
+
+    ``params`` must name everything the result depends on (seed, budgets, epochs, dataset, ...),
+    so a changed parameter never replays a stale result.
+
+    Usage: ``sweep = reuse("08.sweep", lambda: {n: run(n) for n in SWEEP}, sweep=SWEEP, epochs=EPOCHS)``
+    """
+    path = _path(key, params)
+    if present_mode() and path.is_file():
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            value = _from_plain(stored["value"])
+        except Exception as exc:  # a damaged or foreign file: recompute, never trust it
+            print(f"PRESENT mode: could not read {path.name} ({type(exc).__name__}); recomputing '{key}'.")
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stored.get("created", 0)))
+            print(f"PRESENT mode: reusing '{key}' stored {when} "
+                  f"(computed in {stored.get('seconds', float('nan')):.0f} s); unset TL_COURSE_PRESENT to recompute.")
+            return value
+    start = time.perf_counter()
+    value = compute()
+    payload = {"key": key, "params": json.loads(json.dumps(params, default=repr)),
+               "value": _to_plain(value), "created": time.time(), "seconds": time.perf_counter() - start}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return value
