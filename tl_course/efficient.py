@@ -14,6 +14,7 @@ Usage::
     wrapped = add_lora(backbone.model.block6, rank=8)    # frozen block + trainable low-rank updates
     n = train_batchnorm_only(backbone.model)             # only BatchNorm weight/bias train
     student = small_cnn(num_classes=2)
+    views = cached_views(backbone, data.train, 7, views=4, student_size=64)  # frozen bottom runs once
 """
 from __future__ import annotations
 
@@ -28,15 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
+from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from . import settings
 
-from PIL import Image as _Image  # noqa: E402
-
-_PIL_RESAMPLE = _Image.Resampling.BICUBIC
+_PIL_RESAMPLE = Image.Resampling.BICUBIC
 IGNORE = -100
 """The label of an unlabelled example (PyTorch's default ``ignore_index``)."""
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -265,7 +265,7 @@ def cached_views(backbone, dataset, stage: int, *, views: int = 4, student_size:
         path.unlink(missing_ok=True)
     device = settings.device()
     bottom = backbone.model[:stage].to(device)
-    was_training = bottom.training
+    modes = [(m, m.training) for m in bottom.modules()]  # a fresh slice says nothing of its stages
     bottom.eval()
     normalize = T.Normalize(prep.mean, prep.std)
     pil = [dataset.image(i) for i in range(len(dataset))]
@@ -295,7 +295,8 @@ def cached_views(backbone, dataset, stage: int, *, views: int = 4, student_size:
                     torch.from_numpy(np.array(c.resize((student_size, student_size), _PIL_RESAMPLE)))
                     .permute(2, 0, 1) for c in crops]))
     finally:
-        bottom.train(was_training)
+        for m, mode in modes:
+            m.train(mode)
     acts, images = torch.stack(all_acts), torch.stack(all_small)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)

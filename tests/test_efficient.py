@@ -265,3 +265,74 @@ def test_fit_student_with_teacher_logits():
 
 def test_images_per_second_is_positive():
     assert E.images_per_second(E.small_cnn(2, width=4, depth=2), (3, 16, 16), batch_size=4, batches=1) > 0
+
+
+# --------------------------------------------------------------------------- cached views
+def _tiny_backbone():
+    from collections import OrderedDict
+
+    from tl_course.backbones import Backbone, Preprocessing
+
+    torch.manual_seed(7)
+    stages = [("stem", nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU())),
+              ("block", nn.Sequential(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(6), nn.ReLU()))]
+    model = nn.Sequential(OrderedDict(stages + [("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)))]))
+    return Backbone("tiny", model.eval(), 6, Preprocessing(resize=36, crop=32, interpolation="bilinear"),
+                    [model.stem, model.block], "random", "tiny-weights")
+
+
+def _tiny_dataset(n=6):
+    import numpy as np
+
+    from tl_course.datasets import ImageDataset
+
+    rng = np.random.default_rng(0)
+    return ImageDataset(rng.integers(0, 255, (n, 40, 48, 3), dtype=np.uint8), np.arange(n) % 2, ["a", "b"])
+
+
+def test_cached_views_shapes_view0_and_cache(isolated_env):
+    bb, ds = _tiny_backbone(), _tiny_dataset()
+    v = E.cached_views(bb, ds, 1, views=3, student_size=8, seed=0, progress=False)
+    assert v.acts.shape == (3, 6, 4, 16, 16) and v.images.shape == (3, 6, 3, 8, 8)
+    assert v.images.dtype == torch.uint8 and torch.equal(v.labels, torch.tensor([0, 1, 0, 1, 0, 1]))
+    with torch.no_grad():   # view 0 is exactly the evaluation crop through the frozen bottom
+        ref = bb.model[:1](torch.stack([bb.transform(ds.image(i)) for i in range(len(ds))]))
+    assert torch.allclose(v.acts[0], ref, atol=1e-2)
+    assert not torch.allclose(v.acts[1], v.acts[0])           # random crops differ from view 0
+    assert v.student_inputs().shape == (18, 3, 8, 8) and v.all_labels().shape == (18,)
+    assert v.activations().shape == (18, 4, 16, 16)
+    files = list((isolated_env / "features").glob("tiny-views1-*.pt"))
+    assert len(files) == 1
+    again = E.cached_views(bb, ds, 1, views=3, student_size=8, seed=0, progress=False)
+    assert torch.equal(again.acts, v.acts) and torch.equal(again.images, v.images)
+    fresh = E.cached_views(bb, ds, 1, views=3, student_size=8, seed=0, cache=False, progress=False)
+    assert torch.allclose(fresh.acts, v.acts, atol=1e-2) and torch.equal(fresh.images, v.images)  # reproducible
+    other = E.cached_views(bb, ds, 1, views=3, student_size=8, seed=1, progress=False)
+    assert torch.allclose(other.acts[0], v.acts[0]) and not torch.allclose(other.acts[1], v.acts[1])
+    assert len(list((isolated_env / "features").glob("tiny-views1-*.pt"))) == 2
+
+
+def test_cached_views_leaves_global_rng_alone(isolated_env):
+    bb, ds = _tiny_backbone(), _tiny_dataset(2)
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    E.cached_views(bb, ds, 1, views=2, student_size=8, cache=False, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_cached_views_recomputes_a_corrupt_cache(isolated_env):
+    bb, ds = _tiny_backbone(), _tiny_dataset(2)
+    v = E.cached_views(bb, ds, 1, views=2, student_size=8, progress=False)
+    (path,) = list((isolated_env / "features").glob("tiny-views1-*.pt"))
+    path.write_bytes(b"not a torch file")
+    again = E.cached_views(bb, ds, 1, views=2, student_size=8, progress=False)
+    assert torch.equal(again.acts, v.acts)
+
+
+def test_cached_views_restores_every_module_mode(isolated_env):
+    bb, ds = _tiny_backbone(), _tiny_dataset(2)
+    bb.model.stem[1].train()                      # a mixed state, restored as it was
+    before = [m.training for m in bb.model.modules()]
+    E.cached_views(bb, ds, 2, views=1, student_size=8, cache=False, progress=False)
+    assert [m.training for m in bb.model.modules()] == before
