@@ -3,7 +3,11 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tl-course-installed
-NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout 900 -p no:cacheprovider
+# Notebooks run two at a time (pytest-xdist, one notebook per worker, cells in order): many cells are
+# single-threaded, so the second core would otherwise sit idle. NBVAL_WORKERS=0 runs them one by one.
+NBVAL_WORKERS ?= 2
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout 900 -p no:cacheprovider \
+          $(if $(filter-out 0,$(NBVAL_WORKERS)),-n $(NBVAL_WORKERS) --dist loadfile)
 # Notebooks whose results depend on the data mode (hymenoptera vs the offline fallback digits_m).
 DATA_NOTEBOOKS ?= $(wildcard notebooks/0[7-9]_*.ipynb notebooks/1[0-9]_*.ipynb)
 
