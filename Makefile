@@ -3,9 +3,10 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tl-course-installed
-# Notebooks run two at a time (pytest-xdist, one notebook per worker, cells in order): many cells are
-# single-threaded, so the second core would otherwise sit idle. NBVAL_WORKERS=0 runs them one by one.
-NBVAL_WORKERS ?= 2
+# NBVAL_WORKERS=2 runs two notebooks at a time (pytest-xdist, one notebook per worker). Measured on the
+# 2-core CI machine it is slower than one at a time (two kernels' PyTorch threads fight for the cores),
+# so the default is 0: one by one. Try it on a machine with more cores.
+NBVAL_WORKERS ?= 0
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout 900 -p no:cacheprovider \
           $(if $(filter-out 0,$(NBVAL_WORKERS)),-n $(NBVAL_WORKERS) --dist loadfile)
 # Notebooks whose results depend on the data mode (hymenoptera vs the offline fallback digits_m).
