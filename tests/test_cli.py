@@ -59,3 +59,27 @@ def test_command_line_subprocess(tmp_path):
     assert proc.returncode == 2
     assert "Unknown dataset 'no_such_dataset'" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_train_then_predict_on_a_three_class_folder(mode, tmp_path, image_folder, isolated_env, capsys):
+    """The flagship contract on a learner's own folder with another number of classes: both modes
+    write model.pt + metrics.json with the required keys, and predict answers one line per image."""
+    import json
+
+    root = image_folder({"red": 6, "green": 6, "blue": 6}, size=(40, 40))
+    out = tmp_path / f"model_{mode}"
+    assert main(["train", f"folder:{root}", "--mode", mode, "--epochs", "1", "--seed", "0",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("val_accuracy", "train_seconds", "n_train", "n_val", "classes", "backbone", "mode"):
+        assert key in metrics
+    assert metrics["classes"] == ["blue", "green", "red"] and metrics["mode"] == mode
+    assert metrics["n_train"] + metrics["n_val"] == 18
+    capsys.readouterr()
+    assert main(["predict", str(out), str(root / "red")]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.strip()]
+    assert len(lines) == 6
+    for line in lines:
+        path, label, prob = line.rsplit(",", 2)
+        assert label in metrics["classes"] and 0.0 <= float(prob) <= 1.0
