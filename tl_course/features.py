@@ -79,14 +79,24 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
     X = torch.cat(feats) if feats else torch.empty(0, backbone.feature_dim)
     y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save({"features": X, "labels": y}, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_atomically({"features": X, "labels": y}, path)
     return X, y
+
+
+def save_atomically(obj, path: Path) -> None:
+    """``torch.save`` into a temporary file beside ``path``, then rename: a crash or an interrupt
+    never leaves a half-written cache file behind.
+
+    Usage: ``save_atomically({"features": X, "labels": y}, cache_dir / "x.pt")``
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @torch.no_grad()  # not inference_mode: the maps feed training of the layers above
@@ -130,11 +140,5 @@ def extract_activations(backbone, dataset, stage: int, *, transform=None, views:
         bottom.train(was_training)
     acts = torch.stack(all_views)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save({"features": acts, "labels": labels}, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_atomically({"features": acts, "labels": labels}, path)
     return acts, labels

@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import settings
+from .features import save_atomically
 
 CACHE_VERSION = "1"
 
@@ -195,13 +195,7 @@ def stage_features(backbone, dataset, *, grid: int = 1, batch_size: int = 64, ca
     feats = [torch.cat(chunks) for chunks in per_stage]
     y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save({"features": feats, "labels": y}, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_atomically({"features": feats, "labels": y}, path)
     return feats, y
 
 
