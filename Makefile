@@ -21,9 +21,11 @@ help:
 	@echo "make student        write the student edition to build/student/"
 	@echo "make slides         add slide metadata (present with jupyterlab-rise: Alt+R) to every notebook"
 
+# --no-compile: byte-compiling all of torch at install time cost about 80 s on the 2-core machine;
+# Python compiles the modules actually imported on first use instead.
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 

@@ -513,3 +513,28 @@ def test_failed_generation_leaves_no_cache(isolated_env):
     arrays = datasets._cached_arrays("ok-v1", lambda: {"x": np.arange(3)})
     assert arrays["x"].tolist() == [0, 1, 2]
     assert sorted(p.name for p in folder.iterdir()) == ["ok-v1.npz"]  # no temporary file left
+
+
+def test_fallback_per_class_shrinks_only_the_stand_in(digits_cache, image_folder, monkeypatch, capsys):
+    monkeypatch.setenv("TL_COURSE_OFFLINE", "1")
+    small = load_dataset_or_fallback("hymenoptera", fallback_per_class=(3, 2))
+    assert small.name == "digits_m"
+    assert set(small.train.class_counts().values()) == {3} and set(small.val.class_counts().values()) == {2}
+    assert any("subset" in n for n in small.notes) and any("fallback for" in n for n in small.notes)
+    root = image_folder({"a": 6, "b": 6})
+    whole = load_dataset_or_fallback(f"folder:{root}", fallback_per_class=(1, 1))  # the real one: untouched
+    assert len(whole.train) + len(whole.val) == 12
+
+
+def test_per_class_is_a_reproducible_stratified_draw(digits_cache):
+    data = load_dataset("digits")
+    a, b, c = data.per_class(5), data.per_class(5), data.per_class(5, seed=1)
+    assert set(a.train.class_counts().values()) == {5}
+    assert len(a.val) == len(data.val)  # val=None keeps the whole validation split
+    assert a.train.fingerprint() == b.train.fingerprint() != c.train.fingerprint()
+    assert a.train.fingerprint() != data.train.fingerprint()  # its own feature cache, never the full set's
+    assert data.notes == [] or not any("subset" in n for n in data.notes)  # the original is unchanged
+    big = data.per_class(10_000)  # more than a class has: all of that class
+    assert len(big.train) == len(data.train)
+    with pytest.raises(ValueError, match="at least 1"):
+        data.per_class(0)

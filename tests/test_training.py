@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tl_course.settings import seed_everything
-from tl_course.training import (History, as_loader, evaluate, few_shot_indices, fit,
+from tl_course.training import (History, as_loader, evaluate, few_shot_indices, fit, time_training_steps,
                                 fit_logistic_head, predict_proba)
 
 
@@ -172,3 +172,26 @@ def test_seed_everything_repeats_random_numbers():
     a = (np.random.rand(), torch.rand(1).item())
     seed_everything(3)
     assert (np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_time_training_steps_trains_and_scales_to_an_epoch():
+    X, y = _blobs(n=130)
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    cost = time_training_steps(model, (X, y), opt, batch_size=32, steps=2)
+    assert cost["steps_per_epoch"] == 5  # ceil(130 / 32)
+    assert cost["seconds_per_step"] > 0
+    assert cost["seconds_per_epoch"] == pytest.approx(cost["seconds_per_step"] * 5)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # it really trained
+    assert not model.training
+
+
+def test_time_training_steps_needs_enough_batches():
+    X, y = _blobs(n=40)
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="too few"):
+        time_training_steps(model, (X, y), opt, batch_size=32, steps=3)
+    with pytest.raises(ValueError, match="at least 1"):
+        time_training_steps(model, (X, y), opt, steps=0)

@@ -153,6 +153,18 @@ class ImageDataset(torch.utils.data.Dataset):
         return f"ImageDataset({len(self)} images, {kind}, classes={self.classes})"
 
 
+def few_shot_indices(labels, per_class: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``per_class`` examples of every class, drawn reproducibly.
+
+    Usage: ``idx = few_shot_indices(y_train, 5); X_few, y_few = X[idx], y[idx]``
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.flatnonzero(labels == c), size=min(per_class, int((labels == c).sum())),
+                        replace=False) for c in np.unique(labels)]
+    return np.sort(np.concatenate(picks))
+
+
 @dataclass
 class DatasetSplits:
     """A loaded dataset: ``train`` and ``val`` splits, class names, and where the data came from."""
@@ -175,6 +187,22 @@ class DatasetSplits:
                  f"  val:   {len(self.val)} images {self.val.class_counts()}"]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def per_class(self, train: int, val: int | None = None, seed: int = 0) -> "DatasetSplits":
+        """A smaller copy: ``train`` images of every class from the training split and ``val`` from
+        the validation split (all of it when None), drawn reproducibly with ``seed``. The draw is
+        recorded in ``notes``; the name stays, and features are cached per contents, so a subset
+        never reuses the full set's cache.
+
+        Usage: ``small = load_dataset("digits_m").per_class(30, 15)``
+        """
+        if train < 1 or (val is not None and val < 1):
+            raise ValueError(f"per_class needs at least 1 image per class, got train={train}, val={val}.")
+        sub_train = self.train.subset(few_shot_indices(self.train.targets, train, seed=seed))
+        sub_val = self.val if val is None else self.val.subset(few_shot_indices(self.val.targets, val, seed=seed))
+        note = (f"subset: up to {train} training" + ("" if val is None else f" and {val} validation")
+                + f" images per class (seed {seed}) of {len(self.train)} + {len(self.val)}")
+        return DatasetSplits(self.name, sub_train, sub_val, list(self.classes), self.source, self.notes + [note])
 
     def __repr__(self) -> str:
         return self.summary()
@@ -232,16 +260,24 @@ def dataset_table() -> list[dict]:
     return rows
 
 
-def load_dataset_or_fallback(name: str, fallback: str = "digits_m", **kwargs) -> DatasetSplits:
+def load_dataset_or_fallback(name: str, fallback: str = "digits_m",
+                             fallback_per_class: tuple[int, int | None] | None = None,
+                             **kwargs) -> DatasetSplits:
     """Load ``name``; if it cannot be had (offline, no mirror, no download), load ``fallback``
     instead and say so loudly. Notebooks use this so they run anywhere.
 
-    Usage: ``data = load_dataset_or_fallback("hymenoptera")``
+    ``fallback_per_class=(train, val)`` keeps only that many images per class of the fallback
+    (see :meth:`DatasetSplits.per_class`), so a stand-in can match the size of the dataset it
+    replaces and the notebook its running time. ``name`` itself is always loaded whole.
+
+    Usage: ``data = load_dataset_or_fallback("hymenoptera", fallback_per_class=(30, 15))``
     """
     try:
         return load_dataset(name, **kwargs)
     except (DatasetError, DownloadError) as exc:
         data = load_dataset(fallback, **{k: v for k, v in kwargs.items() if k in ("seed",)})
+        if fallback_per_class is not None:
+            data = data.per_class(*fallback_per_class, seed=kwargs.get("seed", 0))
         banner = (f"*** DATASET FALLBACK: {name!r} is not available here ({exc}). Using the bundled "
                   f"{fallback!r} instead; results below are for {fallback!r}, not {name!r}. ***")
         print("=" * 100 + "\n" + banner + "\n" + "=" * 100)

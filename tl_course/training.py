@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import settings
+from .datasets import few_shot_indices  # noqa: F401  (public here too: notebooks import it from training)
 
 
 @dataclass
@@ -167,16 +168,44 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
     return history
 
 
-def few_shot_indices(labels, per_class: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``per_class`` examples of every class, drawn reproducibly.
+def time_training_steps(model: nn.Module, train, optimizer: torch.optim.Optimizer, *,
+                        batch_size: int = 32, steps: int = 3, seed: int = 0,
+                        device: str | None = None) -> dict:
+    """The cost of training ``model`` without paying for a whole epoch: one warm-up step, then
+    ``steps`` timed optimizer steps on real batches of ``train``, scaled to one epoch. The model
+    is changed by those steps: time a copy. Machine-dependent: report it, never assert on it.
 
-    Usage: ``idx = few_shot_indices(y_train, 5); X_few, y_few = X[idx], y[idx]``
+    Returns ``{"seconds_per_step", "steps_per_epoch", "seconds_per_epoch"}``.
+
+    Usage: ``cost = time_training_steps(copy.deepcopy(model), data.train.with_transform(tf), opt)``
     """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    picks = [rng.choice(np.flatnonzero(labels == c), size=min(per_class, int((labels == c).sum())),
-                        replace=False) for c in np.unique(labels)]
-    return np.sort(np.concatenate(picks))
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    settings.seed_everything(seed)
+    device = device or settings.device()
+    model.to(device).train()
+    loader = as_loader(train, batch_size, shuffle=True, seed=seed)
+    if len(loader) < steps + 1:
+        raise ValueError(f"{len(loader)} batches of {batch_size} are too few to time {steps} steps "
+                         "after a warm-up one: lower batch_size or steps.")
+    loss_fn = nn.CrossEntropyLoss()
+    batches = iter(loader)
+    for i in range(steps + 1):
+        if i == 1:  # the first step (allocations, lazy initialisation) is not timed
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        x, y = next(batches)
+        x, y = x.to(device), torch.as_tensor(y).to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    per_step = (time.perf_counter() - start) / steps
+    model.eval()
+    return {"seconds_per_step": per_step, "steps_per_epoch": len(loader),
+            "seconds_per_epoch": per_step * len(loader)}
 
 
 def fit_logistic_head(head: nn.Module, X: torch.Tensor, y: torch.Tensor, Cs=(0.01, 0.1, 1.0, 10.0),
