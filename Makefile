@@ -3,12 +3,17 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tl-course-installed
-# NBVAL_WORKERS=2 runs two notebooks at a time (pytest-xdist, one notebook per worker). Measured on the
-# 2-core CI machine it is slower than one at a time (two kernels' PyTorch threads fight for the cores),
-# so the default is 0: one by one. Try it on a machine with more cores.
-NBVAL_WORKERS ?= 0
+# Notebook kernels in tests run single-threaded (KERNEL_THREADS=1, for PyTorch, OpenMP and BLAS):
+# training results depend on the number of threads (summation order), and the committed outputs
+# were executed the same way (`make execute`), so nbval reproduces them on a machine of any size.
+# NBVAL_WORKERS notebooks then run at a time (pytest-xdist, one notebook per worker, the longest
+# first, see conftest.py). Measured on the 2-core CI machine, two single-threaded kernels do more
+# work per second than one kernel on two threads. NBVAL_WORKERS=0: one notebook at a time.
+KERNEL_THREADS ?= 1
+NBVAL_WORKERS  ?= 2
+THREADS_ENV := OMP_NUM_THREADS=$(KERNEL_THREADS) OPENBLAS_NUM_THREADS=$(KERNEL_THREADS) MKL_NUM_THREADS=$(KERNEL_THREADS)
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout 900 -p no:cacheprovider \
-          $(if $(filter-out 0,$(NBVAL_WORKERS)),-n $(NBVAL_WORKERS) --dist loadfile)
+          $(if $(filter-out 0,$(NBVAL_WORKERS)),-n $(NBVAL_WORKERS) --dist loadfile --no-loadscope-reorder)
 # Notebooks whose results depend on the data mode (hymenoptera vs the offline fallback digits_m).
 DATA_NOTEBOOKS ?= $(wildcard notebooks/0[7-9]_*.ipynb notebooks/1[0-9]_*.ipynb)
 
@@ -40,10 +45,10 @@ test-unit: venv
 	$(BIN)/python -m pytest -q tests
 
 test-notebooks: venv
-	$(BIN)/python -m pytest -q $(NBVAL) notebooks
+	env $(THREADS_ENV) $(BIN)/python -m pytest -q $(NBVAL) notebooks
 
 test-fallback: venv
-	env -u TL_COURSE_MIRROR TL_COURSE_OFFLINE=1 $(BIN)/python -m pytest -q $(NBVAL) $(DATA_NOTEBOOKS)
+	env -u TL_COURSE_MIRROR TL_COURSE_OFFLINE=1 $(THREADS_ENV) $(BIN)/python -m pytest -q $(NBVAL) $(DATA_NOTEBOOKS)
 
 lab: venv
 	$(BIN)/jupyter lab notebooks
@@ -59,8 +64,9 @@ slides: venv
 clean-data:
 	find data -mindepth 1 ! -name README.md -delete
 
-# Execute notebooks in place (fresh kernel, top to bottom) before committing them: make execute NB=notebooks/01_*.ipynb
+# Execute notebooks in place (fresh kernel, top to bottom, KERNEL_THREADS threads as in the tests) before
+# committing them: make execute NB=notebooks/01_*.ipynb
 execute: venv
 	@for nb in $(NB); do echo "executing $$nb"; \
 	  $(BIN)/python -c "import nbformat,sys; nb=nbformat.read(sys.argv[1],4); nb.metadata['kernelspec']={'name':'python3','display_name':'Python 3','language':'python'}; nbformat.write(nb,sys.argv[1])" "$$nb" && \
-	  $(BIN)/papermill --cwd notebooks -k python3 "$$nb" "$$nb" --log-level WARNING || exit 1; done
+	  env $(THREADS_ENV) $(BIN)/papermill --cwd notebooks -k python3 "$$nb" "$$nb" --log-level WARNING || exit 1; done

@@ -5,16 +5,40 @@ committed outputs were computed on (``metadata.tl_course.data``). When that data
 loaded here (offline, no mirror), the notebook falls back to bundled data, so its outputs cannot
 match: nbval still executes every cell (any error or failed in-notebook assertion fails the test)
 but compares only cells marked ``# NBVAL_CHECK_OUTPUT``.
+
+Under pytest-xdist (``make test`` runs two notebooks at a time), notebooks are handed out longest
+first, by the duration papermill recorded when their committed outputs were made, so the longest
+one does not start last and leave a worker idle (longest-processing-time-first scheduling).
 """
 import json
 from pathlib import Path
 
 
-def _committed_data(path: Path) -> str | None:
+def _metadata(path: Path) -> dict:
     try:
-        return json.loads(path.read_text()).get("metadata", {}).get("tl_course", {}).get("data")
+        return json.loads(path.read_text()).get("metadata", {})
     except (OSError, ValueError):
-        return None
+        return {}
+
+
+def _committed_data(path: Path) -> str | None:
+    return _metadata(path).get("tl_course", {}).get("data")
+
+
+def _recorded_seconds(path: Path) -> float:
+    """How long the committed run of the notebook took (papermill's record; 0 when unknown)."""
+    seconds = _metadata(path).get("papermill", {}).get("duration")
+    return float(seconds) if isinstance(seconds, (int, float)) else 0.0
+
+
+def _longest_notebooks_first(items: list) -> None:
+    """Reorder ``items`` in place: notebooks by recorded duration, longest first, cells of each
+    notebook kept together and in order; everything else after them, in its order."""
+    notebooks = {Path(str(item.fspath)) for item in items if Path(str(item.fspath)).suffix == ".ipynb"}
+    order = sorted(notebooks, key=lambda f: (-_recorded_seconds(f), f.name))
+    rank = {f: i for i, f in enumerate(order)}
+    position = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(Path(str(item.fspath)), len(rank)), position[id(item)]))
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -35,3 +59,5 @@ def pytest_collection_modifyitems(session, config, items):
                       "available here; executing it on its fallback data without comparing outputs.")
         if not status[path] and "NBVAL_CHECK_OUTPUT" not in "".join(item.cell.source):
             item.options["check"] = False
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: every worker sorts the same way
+        _longest_notebooks_first(items)

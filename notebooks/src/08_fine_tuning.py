@@ -215,8 +215,8 @@ assert acc_recipe >= acc_random and moved_random > 3 * moved_recipe, (acc_recipe
 # %% [markdown]
 # Read both numbers. The random head pushed the pretrained weights much further from where ImageNet
 # left them. On ants and bees, a target close to ImageNet, three short epochs may still end at a
-# similar accuracy (while building this notebook, other random heads gave 0.889 and 0.895 against
-# the recipe's 0.922): the damage is there, the easy target hides it. On a far target, or with a
+# similar accuracy (random heads tried while building this notebook ended between 0.889 and 0.922,
+# against the recipe's 0.922): the damage is there, the easy target hides it. On a far target, or with a
 # higher learning rate, the same kind of rewrite costs dearly: see the collapse to 0.133 below.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
