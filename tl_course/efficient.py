@@ -23,7 +23,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from . import settings
+from .training import images_per_second  # noqa: F401  (public here too: notebook 10 uses it)
 
 _PIL_RESAMPLE = Image.Resampling.BICUBIC
 IGNORE = -100
@@ -168,26 +169,6 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     Usage: ``accuracy(student, X_val, y_val)``
     """
     return float((predict_logits(model, images).argmax(1) == labels).float().mean())
-
-
-@torch.inference_mode()
-def images_per_second(model: nn.Module, input_shape: Sequence[int], batch_size: int = 32,
-                      batches: int = 3, device: str | None = None) -> float:
-    """Inference throughput of any model on random inputs of ``input_shape`` (without the batch
-    dimension), one warm-up batch first. Machine-dependent: report it, never assert on it.
-
-    Usage: ``images_per_second(student, (3, 64, 64))``
-    """
-    device = device or settings.device()
-    model = model.to(device).eval()
-    x = torch.randn(batch_size, *input_shape, device=device)
-    model(x)
-    start = time.perf_counter()
-    for _ in range(batches):
-        model(x)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return batch_size * batches / (time.perf_counter() - start)
 
 
 # --------------------------------------------------------------------------- cached views
@@ -331,7 +312,37 @@ def small_cnn(num_classes: int, width: int = 16, depth: int = 4, in_channels: in
 
 
 # --------------------------------------------------------------------------- LoRA
-class LoRAConv2d(nn.Module):
+class _LoRA(nn.Module):
+    """What LoRAConv2d and LoRALinear share: the frozen ``base`` plus ``scale * up(down(x))``,
+    with ``scale = alpha / rank``, ``down`` initialised like a fresh layer and ``up`` at zero (so
+    the wrapped layer starts out computing exactly what its base did)."""
+
+    def __init__(self, base: nn.Module, rank: int, alpha: float | None, down: nn.Module, up: nn.Module):
+        super().__init__()
+        self.base = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.rank = rank
+        self.scale = (alpha if alpha is not None else rank) / rank
+        self.down, self.up = down, up
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.up.weight)
+        self.down.to(base.weight.device, base.weight.dtype)
+        self.up.to(base.weight.device, base.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.scale * self.up(self.down(x))
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, scale={self.scale:g}"
+
+
+def _check_rank(rank: int) -> None:
+    if rank < 1:
+        raise ValueError(f"rank must be at least 1, got {rank}.")
+
+
+class LoRAConv2d(_LoRA):
     """A frozen ``nn.Conv2d`` plus a trainable low-rank update (LoRA, Hu et al. 2021)::
 
         y = base(x) + (alpha / rank) * up(down(x))
@@ -347,28 +358,14 @@ class LoRAConv2d(nn.Module):
     """
 
     def __init__(self, base: nn.Conv2d, rank: int = 4, alpha: float | None = None):
-        super().__init__()
         if not isinstance(base, nn.Conv2d):
             raise TypeError(f"LoRAConv2d wraps an nn.Conv2d, got {type(base).__name__}.")
         if base.groups != 1:
             raise ValueError("LoRAConv2d does not support grouped (depthwise) convolutions.")
-        if rank < 1:
-            raise ValueError(f"rank must be at least 1, got {rank}.")
-        self.base = base
-        for p in base.parameters():
-            p.requires_grad_(False)
-        self.rank = rank
-        self.scale = (alpha if alpha is not None else rank) / rank
-        self.down = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding,
-                              base.dilation, bias=False, padding_mode=base.padding_mode)
-        self.up = nn.Conv2d(rank, base.out_channels, 1, bias=False)
-        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.up.weight)
-        self.down.to(base.weight.device, base.weight.dtype)
-        self.up.to(base.weight.device, base.weight.dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + self.scale * self.up(self.down(x))
+        _check_rank(rank)
+        down = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding,
+                         base.dilation, bias=False, padding_mode=base.padding_mode)
+        super().__init__(base, rank, alpha, down, nn.Conv2d(rank, base.out_channels, 1, bias=False))
 
     def delta_weight(self) -> torch.Tensor:
         """The update ``scale * B @ A`` in the shape of the base weight."""
@@ -391,11 +388,8 @@ class LoRAConv2d(nn.Module):
             conv.bias.copy_(b.bias)
         return conv
 
-    def extra_repr(self) -> str:
-        return f"rank={self.rank}, scale={self.scale:g}"
 
-
-class LoRALinear(nn.Module):
+class LoRALinear(_LoRA):
     """A frozen ``nn.Linear`` plus a trainable low-rank update ``(alpha / rank) * B @ A``
     (LoRA, Hu et al. 2021); ``B`` starts at zero, so the layer starts identical to its base.
 
@@ -403,25 +397,11 @@ class LoRALinear(nn.Module):
     """
 
     def __init__(self, base: nn.Linear, rank: int = 4, alpha: float | None = None):
-        super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}.")
-        if rank < 1:
-            raise ValueError(f"rank must be at least 1, got {rank}.")
-        self.base = base
-        for p in base.parameters():
-            p.requires_grad_(False)
-        self.rank = rank
-        self.scale = (alpha if alpha is not None else rank) / rank
-        self.down = nn.Linear(base.in_features, rank, bias=False)
-        self.up = nn.Linear(rank, base.out_features, bias=False)
-        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.up.weight)
-        self.down.to(base.weight.device, base.weight.dtype)
-        self.up.to(base.weight.device, base.weight.dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + self.scale * self.up(self.down(x))
+        _check_rank(rank)
+        super().__init__(base, rank, alpha, nn.Linear(base.in_features, rank, bias=False),
+                         nn.Linear(rank, base.out_features, bias=False))
 
     def delta_weight(self) -> torch.Tensor:
         """The update ``scale * B @ A`` in the shape of the base weight."""
@@ -439,9 +419,6 @@ class LoRALinear(nn.Module):
         if b.bias is not None:
             lin.bias.copy_(b.bias)
         return lin
-
-    def extra_repr(self) -> str:
-        return f"rank={self.rank}, scale={self.scale:g}"
 
 
 def _eligible(module: nn.Module, pointwise_only: bool) -> bool:

@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import hashlib
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import settings
+from . import settings, training
 from .features import save_atomically
 
 CACHE_VERSION = "1"
@@ -240,21 +239,12 @@ def images_per_second(backbone, image_size: int | None = None, batch_size: int =
 
     Usage: ``images_per_second(bb, image_size=224)``
     """
-    device = device or settings.device()
     if isinstance(backbone, nn.Module):
         model, size = backbone, image_size or 224
     else:
         model = backbone.model
         size = image_size or backbone.image_size or backbone.preprocessing.crop
-    model = model.to(device).eval()
-    x = torch.randn(batch_size, 3, size, size, device=device)
-    model(x)  # warm-up
-    start = time.perf_counter()
-    for _ in range(batches):
-        model(x)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return batch_size * batches / (time.perf_counter() - start)
+    return training.images_per_second(model, (3, size, size), batch_size, batches, device)
 
 
 def backbone_facts(name: str, image_size: int = 224, batch_size: int = 16, batches: int = 2) -> dict:

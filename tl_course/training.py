@@ -208,6 +208,28 @@ def time_training_steps(model: nn.Module, train, optimizer: torch.optim.Optimize
             "seconds_per_epoch": per_step * len(loader)}
 
 
+@torch.inference_mode()
+def images_per_second(model: nn.Module, input_shape, batch_size: int = 32, batches: int = 3,
+                      device: str | None = None) -> float:
+    """Inference throughput of any model on random inputs of ``input_shape`` (without the batch
+    dimension), after one warm-up batch. Machine-dependent: report it, never assert on it.
+
+    Usage: ``images_per_second(student, (3, 64, 64))``
+    """
+    device = device or settings.device()
+    model = model.to(device).eval()
+    x = torch.randn(batch_size, *input_shape, device=device)
+    model(x)  # warm-up: allocations, lazy initialisation
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(batches):
+        model(x)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return batch_size * batches / (time.perf_counter() - start)
+
+
 def fit_logistic_head(head: nn.Module, X: torch.Tensor, y: torch.Tensor, Cs=(0.01, 0.1, 1.0, 10.0),
                       cv: int = 5, seed: int = 0) -> dict:
     """Train a linear head as an L2-regularised logistic regression on cached features: a convex
