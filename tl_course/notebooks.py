@@ -59,7 +59,10 @@ def run_notebook(notebook: str | Path, out_dir: str | Path, parameters: dict | N
     out = out_dir / notebook.name
     start = time.perf_counter()
     pm.execute_notebook(str(notebook), str(out), parameters=parameters or {}, cwd=str(notebook.parent),
-                        progress_bar=progress, kernel_name="python3", log_output=False)
+                        progress_bar=progress, kernel_name="python3", log_output=False,
+                        # the kernel's own start-up warnings (e.g. "running over TCP without
+                        # encryption": it listens on 127.0.0.1 only) are noise in the course summary
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
     return out, time.perf_counter() - start
 
 
