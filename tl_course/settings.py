@@ -8,15 +8,22 @@ Environment variables (names are a fixed contract; tests and CI rely on them):
 - ``TL_COURSE_OFFLINE=1``: never touch the network.
 - ``TL_COURSE_DEVICE``: force ``cpu`` or ``cuda`` (default: CUDA when available).
 
+Threads: PyTorch, OpenMP and BLAS each keep a pool of threads. :func:`threads` is the one place
+that limits all of them at once; the course uses it around small computations (probes, small
+models, k-means) that run faster on one thread when cores are shared, and whose results then do
+not depend on the machine's number of cores.
+
 Usage::
 
     from tl_course import settings
     settings.data_dir() / "features"
+    with settings.threads(1): ...
 """
 from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +104,25 @@ def seed_everything(seed: int = 0) -> int:
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     return seed
+
+
+@contextmanager
+def threads(n: int | None = 1):
+    """Run the enclosed code with ``n`` PyTorch intra-op threads and ``n`` BLAS/OpenMP threads
+    (NumPy, SciPy, scikit-learn), then restore the previous numbers. ``None`` changes nothing.
+
+    Usage: ``with threads(1): clf.fit(X, y)``
+    """
+    if n is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,22 @@
+"""Data: the datasets of the course and the types that hold them.
+
+One module per idea: :mod:`~tl_course.data.types` (labelled images, splits, subsets),
+:mod:`~tl_course.data.registry` (``@register_dataset``, :func:`load_dataset`),
+:mod:`~tl_course.data.images` (safe image decoding), :mod:`~tl_course.data.manifest` (verified
+copies), and one module per source: :mod:`~tl_course.data.digits`,
+:mod:`~tl_course.data.hymenoptera`, :mod:`~tl_course.data.folder`. Importing this package
+registers every source.
+
+Usage::
+
+    from tl_course.data import load_dataset, few_shot_indices
+    data = load_dataset("hymenoptera")
+"""
+from . import digits, folder, hymenoptera  # noqa: F401  (each registers its datasets)
+from .registry import DATASETS, dataset_table, load_dataset, load_dataset_or_fallback, register_dataset
+from .types import (DatasetError, DatasetSplits, ImageDataset, few_shot_indices, image_tensors,
+                    split_indices)
+
+__all__ = ["DATASETS", "DatasetError", "DatasetSplits", "ImageDataset", "dataset_table",
+           "few_shot_indices", "image_tensors", "load_dataset", "load_dataset_or_fallback",
+           "register_dataset", "split_indices"]
