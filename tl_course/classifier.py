@@ -11,7 +11,7 @@ Two modes:
   on augmented images.
 
 Validation images are used for reporting only: the recipes use fixed epochs, nothing is selected
-on the validation split.
+on the validation split. A test split, when the dataset has one, is evaluated once at the end.
 
 Usage::
 
@@ -22,21 +22,22 @@ Usage::
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from . import settings, transfer
-from .backbones import Backbone, CheckpointMismatch, load_backbone
-from .datasets import DatasetSplits, ImageDataset, load_dataset
+from . import cache, settings
+from .data import DatasetSplits, load_dataset
+from .data.images import ImageError, is_image_file, load_image
 from .features import extract_activations, extract_features
-from .images import ImageError, is_image_file, load_image
-from .training import evaluate, fit, fit_logistic_head
+from .models import transfer
+from .models.backbones import BACKBONES, Backbone, CheckpointMismatch, Preprocessing, backbone_from, load_backbone
+from .probe import fit_logistic_head
+from .train import evaluate, fit, predict_proba
 
 FORMAT = "tl_course.classifier/1"
 FROZEN_EPOCHS, FINETUNE_EPOCHS = 40, 3
@@ -111,7 +112,8 @@ def train_head(backbone: Backbone, data: DatasetSplits, recipe: Recipe, seed: in
                       batch_size=recipe.batch_size, seed=seed, progress=progress, desc="train head")
         info = {"head_seconds": history.seconds, "head_history": history.rows}
     val = evaluate(model.head, (X_val, y_val))
-    return model, {"feature_seconds": feature_seconds, "head_val_accuracy": val["accuracy"], **info}
+    return model, {"feature_seconds": feature_seconds, "head_val_accuracy": val["accuracy"],
+                   "head_val_loss": val["loss"], **info}
 
 
 def finetune(model: transfer.TransferModel, backbone: Backbone, data: DatasetSplits, recipe: Recipe,
@@ -138,7 +140,7 @@ def finetune(model: transfer.TransferModel, backbone: Backbone, data: DatasetSpl
         acts, y_train = extract_activations(backbone, data.train, stage, transform=train_tf,
                                             views=recipe.views if recipe.augment else 1,
                                             seed=seed, progress=progress)
-        train = torch.utils.data.TensorDataset(acts.flatten(0, 1), y_train.repeat(acts.shape[0]))
+        train = (acts.flatten(0, 1), y_train.repeat(acts.shape[0]))
         trainee = transfer.TransferModel(backbone.model[stage:], len(data.classes), head=model.head,
                                          bn_stats=recipe.bn_stats)
     else:
@@ -173,10 +175,10 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
     if epochs is not None:
         if epochs < 1:
             raise ValueError("epochs must be at least 1.")
-        if mode == "frozen":
-            recipe.head_epochs = epochs
-        else:
-            recipe.finetune_epochs = epochs
+        field_name = "head_epochs" if mode == "frozen" else "finetune_epochs"
+        recipe = dataclasses.replace(recipe, **{field_name: epochs})  # the caller's recipe is left alone
+    if out_dir is not None:
+        check_output_dir(out_dir)  # before training: a bad --out fails now, not after the run
     start = time.perf_counter()
     splits = _resolve_data(data)
     bb = load_backbone(backbone, image_size=image_size)
@@ -184,9 +186,8 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
     if mode == "finetune":
         info.update(finetune(model, bb, splits, recipe, seed, progress))
     train_seconds = time.perf_counter() - start
-    if mode == "frozen":  # the backbone is unchanged: its cached validation features are exact
-        val = {"accuracy": info["head_val_accuracy"],
-               "loss": evaluate(model.head, extract_features(bb, splits.val, progress=False))["loss"]}
+    if mode == "frozen":  # the backbone is unchanged: the head's evaluation on cached features is exact
+        val = {"accuracy": info["head_val_accuracy"], "loss": info["head_val_loss"]}
     else:
         val = evaluate(model, splits.val.with_transform(bb.transform), batch_size=64)
     trainable, total = transfer.count_parameters(model)
@@ -198,6 +199,12 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
                "trainable_parameters": trainable, "total_parameters": total,
                "recipe": recipe.__dict__.copy(),
                **{k: v for k, v in info.items() if not k.endswith("history")}}
+    if splits.test is not None:  # evaluated once, after every choice was made
+        from .evaluation import scores
+
+        probs, y = predict_proba(model, splits.test.with_transform(bb.transform), batch_size=64)
+        metrics.update({f"test_{k}": v for k, v in scores(probs.numpy(), y.numpy()).items()})
+        metrics["n_test"] = len(splits.test)
     clf = TrainedClassifier(model, bb, splits.classes, mode, metrics,
                             info.get("finetune_history", info.get("head_history", [])))
     if out_dir is not None:
@@ -207,29 +214,85 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
 
 def save_classifier(clf: TrainedClassifier, out_dir: str | Path) -> Path:
     """Write ``model.pt`` (weights + metadata, loadable with ``weights_only=True``) and
-    ``metrics.json`` into ``out_dir``, atomically.
+    ``metrics.json`` into ``out_dir``, each atomically.
 
     Usage: ``save_classifier(clf, "runs/ants")``
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir)
     bb = clf.backbone
     payload = {"format": FORMAT, "state_dict": {k: v.detach().cpu() for k, v in clf.model.state_dict().items()},
                "classes": list(clf.classes), "backbone": bb.name, "image_size": bb.image_size,
                "head": clf.metrics.get("recipe", {}).get("head", "linear"), "mode": clf.mode,
-               "preprocessing": {"resize": bb.preprocessing.resize, "crop": bb.preprocessing.crop,
-                                 "interpolation": bb.preprocessing.interpolation,
-                                 "mean": list(bb.preprocessing.mean), "std": list(bb.preprocessing.std)}}
-    tmp = out / f".model.pt.{os.getpid()}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, out / "model.pt")
-    (out / "metrics.json").write_text(json.dumps(clf.metrics, indent=2, default=str) + "\n")
+               "preprocessing": dataclasses.asdict(bb.preprocessing)}
+    cache.write_atomically(out / "model.pt", lambda tmp: torch.save(payload, tmp))
+    cache.write_json(out / "metrics.json", clf.metrics)
     return out / "model.pt"
 
 
+def check_output_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a folder that exists (created if needed) and can be written to; raises
+    ``ValueError`` saying why not. Called before training, so a bad ``--out`` fails in a second,
+    not after the whole run.
+
+    Usage: ``out = check_output_dir("runs/ants")``
+    """
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder: choose a folder for model.pt and metrics.json.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".tl-course-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"Cannot write into {out_dir} ({exc.strerror or exc}): choose a folder you can write to.") from None
+    return out
+
+
+MAX_IMAGE_SIZE = 1024
+"""The largest input size a saved classifier may ask for (a bound on memory, not a model fact)."""
+
+
+def _check_payload(payload, path: Path) -> None:
+    """Refuse, with the reason, a ``model.pt`` whose metadata is not what :func:`save_classifier` writes."""
+    def bad(what: str):
+        raise CheckpointMismatch(f"{path} is not a valid tl-course classifier: {what}. Train a new one "
+                                 "with `tl-course train`.")
+
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointMismatch(f"{path} is not a tl-course classifier (expected format {FORMAT!r}); "
+                                 "it comes from elsewhere and was not used. Train one with `tl-course train`.")
+    for key in ("state_dict", "classes", "backbone", "preprocessing"):
+        if key not in payload:
+            bad(f"the entry {key!r} is missing")
+    if not isinstance(payload["backbone"], str) or payload["backbone"] not in BACKBONES:
+        bad(f"unknown backbone {payload['backbone']!r} (known: {', '.join(BACKBONES)})")
+    classes = payload["classes"]
+    if (not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes)
+            or not all(isinstance(c, str) and c and c.isprintable() for c in classes)):
+        bad("'classes' must be a list of at least two distinct, non-empty, printable names")
+    size = payload.get("image_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= MAX_IMAGE_SIZE):
+        bad(f"'image_size' must be a whole number of pixels between 16 and {MAX_IMAGE_SIZE}, got {size!r}")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        bad("'state_dict' must map parameter names to tensors")
+    if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+        bad("its weights contain NaN or infinite values")
+    prep = payload["preprocessing"]
+    fields = {f.name for f in dataclasses.fields(Preprocessing)}
+    if not isinstance(prep, dict) or set(prep) != fields:
+        bad(f"'preprocessing' must have exactly the entries {sorted(fields)}")
+    if payload.get("head", "linear") not in ("linear", "mlp"):
+        bad(f"unknown head {payload.get('head')!r}")
+
+
 def load_classifier(model_dir: str | Path) -> TrainedClassifier:
-    """Load a folder written by :func:`save_classifier` (``weights_only=True``), checking that
-    it really is one; raises ``FileNotFoundError`` or :class:`CheckpointMismatch` with the reason.
+    """Load a folder written by :func:`save_classifier` (``weights_only=True``), checking that it
+    really is one; raises ``FileNotFoundError`` or :class:`CheckpointMismatch` with the reason.
+    The model uses the preprocessing it was saved with (not today's registry entry), and the
+    architecture is built without downloading any pretrained weights (the saved weights replace
+    them all). ``metrics.json`` is read when it is valid JSON, and otherwise ignored.
 
     Usage: ``clf = load_classifier("runs/ants")``
     """
@@ -243,21 +306,27 @@ def load_classifier(model_dir: str | Path) -> TrainedClassifier:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointMismatch(f"{path} cannot be loaded safely ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:200]}); it was not written by tl-course.") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointMismatch(f"{path} is not a tl-course classifier (expected format {FORMAT!r}); "
-                                 "it comes from elsewhere. Train one with `tl-course train`.")
-    bb = load_backbone(payload["backbone"], image_size=payload.get("image_size"))
+        reason = "it is empty" if path.stat().st_size == 0 else f"{type(exc).__name__}"
+        raise CheckpointMismatch(f"{path} is not a tl-course model ({reason}); it holds something other than "
+                                 "plain tensors and metadata, so it was NOT unpickled and nothing in it ran. "
+                                 "Train one with `tl-course train`.") from None
+    _check_payload(payload, path)
+    prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["preprocessing"].items()})
+    arch = BACKBONES[payload["backbone"]].classifier(False)
+    bb = backbone_from(payload["backbone"], arch, image_size=payload.get("image_size"), preprocessing=prep)
     model = transfer.TransferModel(bb, len(payload["classes"]), head=payload.get("head", "linear"))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
         raise CheckpointMismatch(f"{path}: weights do not fit {payload['backbone']} with a "
-                                 f"{len(payload['classes'])}-class head ({str(exc).splitlines()[0]}).") from exc
+                                 f"{len(payload['classes'])}-class head ({str(exc).splitlines()[0]}).") from None
     metrics_path = Path(model_dir) / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    return TrainedClassifier(model.eval(), bb, list(payload["classes"]), payload.get("mode", "?"), metrics)
+    try:
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    except (ValueError, OSError):
+        metrics = {}
+    return TrainedClassifier(model.eval(), bb, list(payload["classes"]), str(payload.get("mode", "?")),
+                             metrics if isinstance(metrics, dict) else {})
 
 
 def expand_image_paths(paths) -> list[Path]:

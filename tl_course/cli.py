@@ -8,11 +8,15 @@ Usage::
     tl-course train DATA [--backbone NAME] [--mode frozen|finetune] [--epochs N] [--seed S] --out DIR
     tl-course predict DIR PATH...
     tl-course student OUT_DIR
+    tl-course notebooks [--data-dependent]   # the course notebooks, one path per line
+    tl-course execute NOTEBOOK...            # execute in place, as committed outputs are made
+    tl-course slides                         # slide metadata on every notebook
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import sys
 
 
@@ -26,8 +30,8 @@ def _info(_args) -> int:
     import torch
 
     from . import __version__, settings
-    from .backbones import backbone_table
-    from .datasets import dataset_table
+    from .data import dataset_table
+    from .models.backbones import backbone_table
 
     print(f"tl_course {__version__}, Python {platform.python_version()}, torch {torch.__version__}")
     print(f"device: {settings.device()}  (CUDA available: {torch.cuda.is_available()})")
@@ -43,7 +47,7 @@ def _info(_args) -> int:
 
 
 def _course(args) -> int:
-    from .notebooks import run_course
+    from .course.notebooks import run_course
 
     rows = run_course(args.out)
     return 0 if all(r["ok"] for r in rows) else 1
@@ -57,9 +61,14 @@ def _parse_value(text: str):
 
 
 def _run(args) -> int:
-    from .notebooks import result_lines, run_notebook
+    from pathlib import Path
+
+    from .course.notebooks import result_lines, run_notebook
 
     params = {name: _parse_value(value) for name, value in (args.parameter or [])}
+    if (Path(args.out).resolve() / Path(args.notebook).name) == Path(args.notebook).resolve():
+        raise CliError(f"--out {args.out} would overwrite the notebook itself; choose another folder "
+                       "(to execute a notebook in place, use `tl-course execute`).")
     out, seconds = run_notebook(args.notebook, args.out, params, progress=True)
     print(f"executed {out} in {seconds:.1f} s")
     for line in result_lines(out):
@@ -84,18 +93,53 @@ def _predict(args) -> int:
 
     clf = load_classifier(args.model_dir)
     errors: list[str] = []
+    writer = csv.writer(sys.stdout, lineterminator="\n")  # quoted as needed: commas, quotes, newlines
     for path, label, prob in predict_paths(clf, args.paths, errors):
-        print(f"{path},{label},{prob:.4f}", flush=True)
+        writer.writerow([str(path), label, f"{prob:.4f}"])
+        sys.stdout.flush()
     for message in errors:
         print(f"tl-course predict: skipped: {message}", file=sys.stderr)
     return 2 if errors else 0
 
 
 def _student(args) -> int:
-    from .student import write_student_edition
+    from .course.student import write_student_edition
 
     for path in write_student_edition(args.out_dir):
         print(path)
+    return 0
+
+
+def _notebooks(args) -> int:
+    from .course.notebooks import course_notebooks, data_notebooks
+
+    for path in (data_notebooks() if args.data_dependent else course_notebooks()):
+        print(path.relative_to(path.parent.parent) if path.parent.parent == _root() else path)
+    return 0
+
+
+def _root():
+    from pathlib import Path
+
+    from . import settings
+
+    return settings.project_root() or Path.cwd()
+
+
+def _execute(args) -> int:
+    from .course.notebooks import execute_in_place
+
+    for nb in args.notebooks:
+        print(f"executing {nb} ...", flush=True)
+        print(f"  done in {execute_in_place(nb, threads=args.threads):.1f} s", flush=True)
+    return 0
+
+
+def _slides(_args) -> int:
+    from .course.notebooks import add_slide_metadata
+
+    for path in add_slide_metadata():
+        print(f"slide metadata added: {path}")
     return 0
 
 
@@ -127,15 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("student", help="write the student edition of the notebooks")
     p.add_argument("out_dir")
     p.set_defaults(fn=_student)
+    p = sub.add_parser("notebooks", help="list the course notebooks (one path per line)")
+    p.add_argument("--data-dependent", action="store_true",
+                   help="only those whose results depend on the data mode (metadata tl_course.data)")
+    p.set_defaults(fn=_notebooks)
+    p = sub.add_parser("execute", help="execute notebooks in place, top to bottom, in a fresh kernel")
+    p.add_argument("notebooks", nargs="+")
+    p.add_argument("--threads", type=int, default=1, help="threads of the kernel (the tests use 1)")
+    p.set_defaults(fn=_execute)
+    sub.add_parser("slides", help="add slide metadata to every notebook").set_defaults(fn=_slides)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .backbones import BackboneUnavailable, CheckpointMismatch
-    from .datasets import DatasetError
+    from .data import DatasetError
+    from .data.images import ImageError
     from .download import DownloadError
-    from .images import ImageError
+    from .models.backbones import BackboneUnavailable, CheckpointMismatch
 
     try:
         return args.fn(args)

@@ -1,10 +1,13 @@
-"""Run a frozen backbone once per dataset and keep its features on disk.
+"""A frozen backbone computes the same outputs every epoch, so the course runs it once per image
+and keeps what it computed on disk: pooled features (:func:`extract_features`), features after
+every stage (:func:`stage_features`), and the feature maps entering a stage for augmented views of
+every image (:func:`extract_activations`, :func:`cached_views`), so that fine-tuning runs only the
+unfrozen top each epoch.
 
-A frozen backbone computes the same features every epoch, so the course computes them once and
-trains heads on the cached tensors (seconds instead of minutes). The cache key combines the
-backbone's weights and preprocessing with the dataset's contents (every image's bytes and
-label), so a changed image, label or preprocessing never reuses a stale cache. Files are written
-atomically (temporary file, then rename): an interrupted run leaves no partial cache.
+Every cache is keyed (see :mod:`tl_course.cache`) by the backbone's weights and preprocessing,
+the dataset's contents (every image's bytes and label) and every argument, stored with a checksum
+and written atomically: a changed image, label or preprocessing never reuses a stale file, and an
+altered or truncated file is recomputed.
 
 Usage::
 
@@ -13,16 +16,20 @@ Usage::
 """
 from __future__ import annotations
 
-import hashlib
-import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch import nn
+from torchvision import transforms as T
 from tqdm.auto import tqdm
 
+from . import cache as disk
 from . import settings
-
-CACHE_VERSION = "1"
+from .models.stages import capture_stage_outputs
 
 
 def feature_cache_path(backbone, dataset) -> Path:
@@ -30,21 +37,16 @@ def feature_cache_path(backbone, dataset) -> Path:
 
     Usage: ``feature_cache_path(bb, data.train).exists()``
     """
-    key = hashlib.sha256(f"{CACHE_VERSION}|{backbone.cache_key()}|{dataset.fingerprint()}".encode()).hexdigest()
-    return settings.data_dir() / "features" / f"{backbone.name}-{key[:24]}.pt"
+    return disk.cache_path("features", backbone.name, "features", backbone.cache_key(), dataset.fingerprint())
 
 
-def _load_cached(path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        feats, labels = blob["features"], blob["labels"]
-        count = feats.shape[1] if feats.dim() == 5 else feats.shape[0]  # (views, N, ...) or (N, ...)
-        if count == n == labels.shape[0]:
-            return feats, labels
-    except Exception:
-        pass
-    path.unlink(missing_ok=True)  # unreadable or inconsistent: recompute
-    return None
+def _rows(n: int, dim: int | None = None):
+    """A cache check: ``features`` has ``n`` rows (of width ``dim``), labels ``n`` entries, all finite."""
+    def check(blob) -> bool:
+        X, y = blob["features"], blob["labels"]
+        return (X.shape[0] == n == y.shape[0] and (dim is None or X.shape[1] == dim)
+                and bool(torch.isfinite(X).all()))
+    return check
 
 
 @torch.inference_mode()
@@ -52,26 +54,25 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
                      progress: bool = True, device: str | None = None,
                      num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(N, backbone.feature_dim)`` and labels ``(N,)`` of every image in ``dataset``,
-    computed with the backbone in eval mode and its own preprocessing, cached on disk.
+    computed with the backbone in eval mode and its own preprocessing, cached on disk
+    (``cache=False``: computed, neither read nor written).
 
     Usage: ``X, y = extract_features(load_backbone("efficientnet_lite0"), data.val)``
     """
     path = feature_cache_path(backbone, dataset)
-    if cache and path.exists():
-        hit = _load_cached(path, len(dataset))
+    if cache:
+        hit = disk.load(path, check=_rows(len(dataset), backbone.feature_dim))
         if hit is not None:
-            return hit
+            return hit["features"], hit["labels"]
     device = device or settings.device()
     model = backbone.model.to(device)
     was_training = model.training
     model.eval()
     loader = torch.utils.data.DataLoader(dataset.with_transform(backbone.transform),
-                                         batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers)
+                                         batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, labels = [], []
     try:
-        for x, y in tqdm(loader, desc=f"features {backbone.name}", disable=not progress,
-                         unit="batch"):
+        for x, y in tqdm(loader, desc=f"features {backbone.name}", disable=not progress, unit="batch"):
             feats.append(model(x.to(device)).float().cpu())
             labels.append(y)
     finally:
@@ -79,34 +80,120 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
     X = torch.cat(feats) if feats else torch.empty(0, backbone.feature_dim)
     y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
     if cache:
-        save_atomically({"features": X, "labels": y}, path)
+        disk.save({"features": X, "labels": y}, path)
     return X, y
 
 
-def save_atomically(obj, path: Path) -> None:
-    """``torch.save`` into a temporary file beside ``path``, then rename: a crash or an interrupt
-    never leaves a half-written cache file behind.
+# --------------------------------------------------------------------------- features after every stage
+def _pool(t: torch.Tensor, grid: int) -> torch.Tensor:
+    """Average-pool to at most ``grid x grid`` cells (a smaller map is kept as is, not upsampled)."""
+    size = (min(grid, t.shape[-2]), min(grid, t.shape[-1]))
+    return torch.flatten(nn.functional.adaptive_avg_pool2d(t, size), 1)
 
-    Usage: ``save_atomically({"features": X, "labels": y}, cache_dir / "x.pt")``
+
+@torch.inference_mode()
+def stage_features(backbone, dataset, *, grid: int = 1, batch_size: int = 64, cache: bool = True,
+                   progress: bool = True, device: str | None = None
+                   ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Features after every stage of the backbone, average-pooled to a ``grid x grid`` map (or
+    kept as is when the map is smaller) and flattened (``grid=1``: global average pooling, one
+    number per channel), plus the labels. One forward pass per batch serves all stages.
+
+    Usage: ``feats, y = stage_features(bb, data.train, grid=2); [f.shape for f in feats]``
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if grid < 1:
+        raise ValueError(f"grid must be >= 1, got {grid}.")
+    n_stages, n = len(backbone.stages), len(dataset)
+    path = disk.cache_path("features", backbone.name, "stages", grid, n_stages, backbone.cache_key(),
+                            dataset.fingerprint())
+    if cache:
+        hit = disk.load(path, check=lambda b: len(b["features"]) == n_stages and b["labels"].shape[0] == n
+                         and all(f.shape[0] == n and bool(torch.isfinite(f).all()) for f in b["features"]))
+        if hit is not None:
+            return list(hit["features"]), hit["labels"]
+    device = device or settings.device()
+    model = backbone.model.to(device)
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset.with_transform(backbone.transform),
+                                         batch_size=batch_size, shuffle=False)
+    per_stage: list[list[torch.Tensor]] = [[] for _ in backbone.stages]
+    labels = []
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        with capture_stage_outputs(backbone) as caught:
+            for x, y in tqdm(loader, desc=f"stage features {backbone.name}", disable=not progress,
+                             unit="batch"):
+                model(x.to(device))
+                for i, t in enumerate(caught):
+                    per_stage[i].append(_pool(t.float(), grid).cpu())
+                labels.append(y)
     finally:
-        tmp.unlink(missing_ok=True)
+        model.train(was_training)
+    feats = [torch.cat(chunks) for chunks in per_stage]
+    y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
+    if cache:
+        disk.save({"features": feats, "labels": y}, path)
+    return feats, y
 
 
+# --------------------------------------------------------------------------- augmented views through the frozen bottom
 @torch.no_grad()  # not inference_mode: the maps feed training of the layers above
+def _bottom_views(backbone, dataset, stage: int, transforms: list, key: tuple, *, half: bool,
+                  seed: int, batch_size: int, cache: bool, progress: bool,
+                  device: str | None) -> dict:
+    """The engine of :func:`extract_activations` and :func:`cached_views`: for view ``v``, every
+    image through ``transforms[v]`` (seeded with ``seed * 1000 + v``; a transform may return
+    ``(tensor, small uint8 image)``), then through the frozen ``backbone.model[:stage]``.
+    Returns ``{"acts": (V, N, C, H, W), "labels": (N,)[, "images": (V, N, 3, s, s)]}``, cached."""
+    n, views = len(dataset), len(transforms)
+    path = disk.cache_path("features", f"{backbone.name}-acts{stage}", *key, stage, views, seed, half,
+                            backbone.cache_key(), dataset.fingerprint())
+    if cache:
+        hit = disk.load(path, check=lambda b: tuple(b["acts"].shape[:2]) == (views, n)
+                         and b["labels"].shape[0] == n and bool(torch.isfinite(b["acts"]).all()))
+        if hit is not None:
+            return {**hit, "acts": hit["acts"].float()}
+    device = device or settings.device()
+    bottom = backbone.model[:stage].to(device)
+    modes = [(m, m.training) for m in bottom.modules()]  # a fresh slice says nothing of its stages
+    bottom.eval()
+    all_acts, all_images, labels = [], [], None
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for v, transform in enumerate(transforms):
+                torch.manual_seed(seed * 1000 + v)  # the random augmentations of view v
+                loader = torch.utils.data.DataLoader(dataset.with_transform(transform), batch_size=batch_size)
+                maps, small, ys = [], [], []
+                for x, y in tqdm(loader, desc=f"{backbone.name}[:{stage}] view {v + 1}/{views}",
+                                 disable=not progress, unit="batch"):
+                    if isinstance(x, (list, tuple)):
+                        x, s = x
+                        small.append(s)
+                    maps.append(bottom(x.to(device)).float().cpu())
+                    ys.append(y)
+                all_acts.append(torch.cat(maps))
+                if small:
+                    all_images.append(torch.cat(small))
+                labels = torch.cat(ys)
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+    acts = torch.stack(all_acts)
+    blob = {"acts": acts.half() if half else acts, "labels": labels}
+    if all_images:
+        blob["images"] = torch.stack(all_images)
+    if cache:
+        disk.save(blob, path)
+    return {**blob, "acts": blob["acts"].float()}  # the precision of a cache hit: identical results
+
+
 def extract_activations(backbone, dataset, stage: int, *, transform=None, views: int = 1,
                         seed: int = 0, batch_size: int = 32, cache: bool = True,
                         progress: bool = True, device: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Feature maps entering stage ``stage`` (i.e. the output of ``backbone.model[:stage]``) for
-    every image, for ``views`` passes of ``transform`` (random augmentations differ per view,
-    reproducibly from ``seed``); shape ``(views, N, C, H, W)``, plus labels ``(N,)``. Cached on
-    disk like :func:`extract_features`.
+    every image, for ``views`` passes of ``transform`` (default: the evaluation preprocessing;
+    random augmentations differ per view, reproducibly from ``seed``); shape
+    ``(views, N, C, H, W)``, plus labels ``(N,)``. Cached on disk.
 
     While the stages below ``stage`` are frozen, fine-tuning only needs these maps: the frozen
     bottom of the network runs once per view instead of once per epoch.
@@ -114,31 +201,90 @@ def extract_activations(backbone, dataset, stage: int, *, transform=None, views:
     Usage: ``acts, y = extract_activations(bb, data.train, 7, transform=bb.train_transform, views=4)``
     """
     transform = transform or backbone.transform
-    key = hashlib.sha256(f"{CACHE_VERSION}|{backbone.cache_key()}|{dataset.fingerprint()}|stage={stage}|"
-                         f"{transform!r}|views={views}|seed={seed}".encode()).hexdigest()
-    path = settings.data_dir() / "features" / f"{backbone.name}-acts{stage}-{key[:24]}.pt"
-    if cache and path.exists():
-        hit = _load_cached(path, len(dataset))
-        if hit is not None and hit[0].dim() == 5 and hit[0].shape[0] == views:
-            return hit[0], hit[1]
-    device = device or settings.device()
-    bottom = backbone.model[:stage].to(device)
-    was_training = bottom.training
-    bottom.eval()
-    all_views, labels = [], None
-    try:
-        for v in range(views):
-            torch.manual_seed(seed * 1000 + v)  # the random augmentations of view v
-            loader = torch.utils.data.DataLoader(dataset.with_transform(transform), batch_size=batch_size)
-            maps, ys = [], []
-            for x, y in tqdm(loader, desc=f"activations view {v + 1}/{views}", disable=not progress, unit="batch"):
-                maps.append(bottom(x.to(device)).float().cpu())
-                ys.append(y)
-            all_views.append(torch.cat(maps))
-            labels = torch.cat(ys)
-    finally:
-        bottom.train(was_training)
-    acts = torch.stack(all_views)
-    if cache:
-        save_atomically({"features": acts, "labels": labels}, path)
-    return acts, labels
+    out = _bottom_views(backbone, dataset, stage, [transform] * views, ("acts", repr(transform)), half=False,
+                        seed=seed, batch_size=batch_size, cache=cache, progress=progress,
+                        device=device)
+    return out["acts"], out["labels"]
+
+
+@dataclass
+class Views:
+    """``views`` versions of every image of a dataset, seen twice: at the backbone's resolution
+    through its frozen bottom (``acts``, the feature maps entering stage ``stage``) and as small
+    ``uint8`` images for a student (``images``). View 0 is the evaluation crop; the others are
+    random crops (and flips). The two are the *same* crops, so a teacher's outputs computed from
+    ``acts`` are its outputs on exactly what the student sees."""
+
+    acts: torch.Tensor      # (views, N, C, H, W) float32
+    images: torch.Tensor    # (views, N, 3, s, s) uint8
+    labels: torch.Tensor    # (N,)
+    mean: tuple
+    std: tuple
+
+    @property
+    def num_views(self) -> int:
+        return self.acts.shape[0]
+
+    def student_inputs(self) -> torch.Tensor:
+        """All views as normalised float images ``(views * N, 3, s, s)`` (view-major order).
+
+        Usage: ``X = views.student_inputs(); y = views.all_labels()``
+        """
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (self.images.flatten(0, 1).float() / 255 - mean) / std
+
+    def activations(self) -> torch.Tensor:
+        """All views' feature maps ``(views * N, C, H, W)``, in the order of :meth:`student_inputs`."""
+        return self.acts.flatten(0, 1)
+
+    def all_labels(self) -> torch.Tensor:
+        """``labels`` repeated once per view, in the order of :meth:`student_inputs`."""
+        return self.labels.repeat(self.num_views)
+
+
+class _ViewCrop:
+    """One view of an image: the evaluation crop (``random=False``) or a random resized crop
+    (area in ``scale``) mirrored at random with ``flip``; returns the normalised crop and a
+    ``student_size`` uint8 copy of the same crop."""
+
+    def __init__(self, prep, crop: int, random: bool, scale: tuple, flip: bool, student_size: int):
+        self.prep, self.crop, self.random, self.scale, self.flip = prep, crop, random, scale, flip
+        self.student_size = student_size
+        self.resize = int(round(crop * prep.resize / prep.crop))
+        self.interp = T.InterpolationMode(prep.interpolation)
+        self.normalize = T.Normalize(prep.mean, prep.std)
+
+    def __call__(self, img: Image.Image):
+        if not self.random:
+            c = TF.center_crop(TF.resize(img, self.resize, interpolation=self.interp), self.crop)
+        else:
+            i, j, h, w = T.RandomResizedCrop.get_params(img, list(self.scale), [3 / 4, 4 / 3])
+            c = TF.resized_crop(img, i, j, h, w, [self.crop, self.crop], interpolation=self.interp)
+            if self.flip and float(torch.rand(())) < 0.5:
+                c = TF.hflip(c)
+        small = torch.from_numpy(np.array(c.resize((self.student_size,) * 2, Image.Resampling.BICUBIC)))
+        return self.normalize(TF.to_tensor(c)), small.permute(2, 0, 1)
+
+    def __repr__(self) -> str:
+        return (f"ViewCrop(crop={self.crop}, random={self.random}, scale={self.scale}, flip={self.flip}, "
+                f"student={self.student_size}, prep={self.prep.key()})")
+
+
+def cached_views(backbone, dataset, stage: int, *, views: int = 4, student_size: int = 64,
+                 flip: bool = True, scale: tuple = (0.35, 1.0), seed: int = 0, batch_size: int = 32,
+                 cache: bool = True, progress: bool = True) -> Views:
+    """Make ``views`` crops of every image of ``dataset`` (view 0: the backbone's evaluation
+    crop; views 1..: random resized crops with area in ``scale``, mirrored at random with
+    ``flip``), reproducibly from ``seed``. Returns them as :class:`Views`: the feature maps the
+    frozen ``backbone.model[:stage]`` makes of them, and ``student_size`` pixel copies for a
+    small student. Cached on disk, so the frozen bottom runs once per view, ever.
+
+    Usage: ``v = cached_views(bb, data.train, 7, views=4, student_size=64)``
+    """
+    prep = backbone.preprocessing
+    crop = backbone.image_size or prep.crop
+    crops = [_ViewCrop(prep, crop, v > 0, tuple(scale), flip, student_size) for v in range(views)]
+    out = _bottom_views(backbone, dataset, stage, crops, ("views", repr(crops)), half=True, seed=seed,
+                        batch_size=batch_size, cache=cache, progress=progress, device=None)
+    return Views(out["acts"], out["images"], out["labels"], prep.mean, prep.std)

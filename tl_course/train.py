@@ -1,34 +1,44 @@
-"""Training loops: ``fit`` with progress, per-epoch history, early stopping and best-state restore.
+"""Training and evaluating a model: one training loop, :func:`fit`, for every method of the course.
+
+What differs between methods is the *loss*, so :func:`fit` takes a loss hook: a callable
+``loss(model, batch, step)`` returning the loss (or ``(loss, {name: value})`` to log more). The
+default is cross-entropy on ``(x, y)`` batches; domain adaptation (DANN, CORAL), multi-task
+learning and distillation are loss hooks in :mod:`tl_course.methods`. A hook that is an
+``nn.Module`` with parameters (e.g. DANN's domain classifier) is trained along with the model.
+Every run is seeded, shows a progress bar, and returns a :class:`History`.
 
 Usage::
 
-    from tl_course.training import fit, evaluate
-    history = fit(model, train_ds, val_ds, epochs=20, lr=1e-3, patience=5)
-    history.best
+    from tl_course.train import fit, evaluate
+    history = fit(model, (X_train, y_train), (X_val, y_val), epochs=20, lr=1e-3, patience=5)
+    history.best, evaluate(model, (X_val, y_val))
+    fit(net, (Xs, ys), epochs=30, loss=DANNLoss(Xt, feature_dim=128), schedule="dann")
 """
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
-import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import settings
-from .datasets import few_shot_indices  # noqa: F401  (public here too: notebooks import it from training)
 
 
 @dataclass
 class History:
-    """One row per epoch (train/val loss and accuracy, seconds), and the restored best epoch."""
+    """One row per epoch (train loss and whatever the loss hook logs, validation metrics,
+    seconds), the epoch whose weights were kept, and the seconds of every step when asked."""
 
     rows: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    step_seconds: list[float] = field(default_factory=list)
 
     @property
     def best(self) -> dict:
@@ -45,7 +55,27 @@ class History:
 
     @property
     def seconds(self) -> float:
+        """Total training seconds (evaluation included)."""
         return float(sum(r["seconds"] for r in self.rows))
+
+    def first_epoch_reaching(self, threshold: float, key: str = "val_accuracy") -> int | None:
+        """The first epoch (1-based) whose ``key`` is at least ``threshold``, or None if never.
+
+        Usage: ``history.first_epoch_reaching(0.6)``
+        """
+        for row in self.rows:
+            if row.get(key) is not None and row[key] >= threshold:
+                return int(row["epoch"])
+        return None
+
+    def seconds_to_epoch(self, epoch: int | None) -> float | None:
+        """Wall-clock seconds spent up to and including ``epoch`` (None stays None).
+
+        Usage: ``history.seconds_to_epoch(history.first_epoch_reaching(0.6))``
+        """
+        if epoch is None:
+            return None
+        return float(sum(r["seconds"] for r in self.rows[:epoch]))
 
     def __repr__(self) -> str:
         best = self.best
@@ -53,101 +83,190 @@ class History:
         return f"History({len(self.rows)} epochs, best epoch {self.best_epoch}{val})"
 
 
+@dataclass
+class Step:
+    """What a loss hook knows about the current optimizer step: its index (0-based), the total
+    planned, the epoch (1-based), the device, and a seeded generator for the hook's own draws."""
+
+    index: int
+    total: int
+    epoch: int
+    device: str
+    generator: torch.Generator
+
+    @property
+    def progress(self) -> float:
+        """Training progress in [0, 1]: 0 at the first step, 1 at the last."""
+        return self.index / max(self.total - 1, 1)
+
+
+def cross_entropy(model: nn.Module, batch, step: Step):
+    """The default loss hook: cross-entropy of ``model(x)`` against ``y`` for a batch ``(x, y)``,
+    logging the training accuracy.
+
+    Usage: ``fit(model, data, loss=cross_entropy)``
+    """
+    x, y = batch[0], batch[1]
+    out = model(x)
+    return F.cross_entropy(out, y), {"train_accuracy": (out.argmax(1) == y).float().mean()}
+
+
+SCHEDULES: dict[str, Callable[[float], float]] = {
+    "constant": lambda p: 1.0,
+    "cosine": lambda p: 0.5 * (1.0 + math.cos(math.pi * p)),
+    "dann": lambda p: (1.0 + 10.0 * p) ** -0.75,
+    "warmup": lambda p: p / 0.1 if p < 0.1 else (1.0 - p) / 0.9 + 1e-3,
+}
+"""Learning-rate factors by training progress ``p`` in [0, 1], applied every step: ``cosine``
+decays to zero, ``dann`` is the DANN paper's ``(1 + 10 p) ** -0.75``, ``warmup`` rises linearly
+over the first 10% of steps, then decays linearly. ``"onecycle"`` (PyTorch's ``OneCycleLR``,
+15% warm-up) is also accepted by :func:`fit`."""
+
+
 def as_loader(data, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
               num_workers: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader for a Dataset, a ``(X, y)`` tensor pair, or a DataLoader (returned as is).
+    """A DataLoader for a Dataset, a tuple of tensors of equal length (``(X, y)``, ``(X, y, w)``,
+    ...), or a DataLoader (returned as is).
 
     Usage: ``loader = as_loader((X_train, y_train), batch_size=64, shuffle=True)``
     """
     if isinstance(data, torch.utils.data.DataLoader):
         return data
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        data = torch.utils.data.TensorDataset(data[0], torch.as_tensor(data[1]))
+    if isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor):
+        data = torch.utils.data.TensorDataset(*(torch.as_tensor(t) for t in data))
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=shuffle,
                                        generator=generator, num_workers=num_workers)
 
 
-@torch.no_grad()
-def predict_proba(model: nn.Module, data, batch_size: int = 128, device: str | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class probabilities ``(N, C)`` and true labels ``(N,)`` for a dataset, tensors or loader.
-
-    Usage: ``probs, y = predict_proba(model, (X_val, y_val))``
-    """
-    device = device or settings.device()
-    model.to(device).eval()
-    probs, labels = [], []
-    for x, y in as_loader(data, batch_size):
-        probs.append(model(x.to(device)).float().softmax(-1).cpu())
-        labels.append(torch.as_tensor(y))
-    if not probs:
-        raise ValueError("No data to predict on: the dataset is empty.")
-    return torch.cat(probs), torch.cat(labels)
+def _to(batch, device: str):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(b, device) for b in batch) if isinstance(batch, tuple) else [_to(b, device) for b in batch]
+    return batch
 
 
-def evaluate(model: nn.Module, data, loss_fn: Callable | None = None, batch_size: int = 128,
-             device: str | None = None) -> dict:
-    """Loss and accuracy of ``model`` on a dataset, ``(X, y)`` tensors or a loader.
-
-    Usage: ``evaluate(model, (X_val, y_val))  # {'loss': 0.21, 'accuracy': 0.94}``
-    """
-    probs, y = predict_proba(model, data, batch_size, device)
-    loss_fn = loss_fn or nn.NLLLoss()
-    loss = float(loss_fn(probs.clamp_min(1e-12).log(), y)) if isinstance(loss_fn, nn.NLLLoss) else float("nan")
-    return {"loss": loss, "accuracy": float((probs.argmax(1) == y).float().mean()) if len(y) else float("nan")}
+def _scheduler(optimizer, schedule, total: int):
+    if schedule is None or schedule == "constant":
+        return None
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   total_steps=max(total, 1), pct_start=0.15)
+    factor = SCHEDULES[schedule] if isinstance(schedule, str) else schedule
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: factor(i / max(total - 1, 1)))
 
 
-def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3,
-        optimizer: torch.optim.Optimizer | None = None, scheduler=None,
-        loss_fn: Callable | None = None, batch_size: int = 64, weight_decay: float = 0.0,
-        patience: int | None = None, seed: int = 0, device: str | None = None,
-        progress: bool = True, num_workers: int = 0, desc: str = "fit",
-        select_best: bool = True) -> History:
+def fit(model: nn.Module, train=None, val=None, *, epochs: int = 10, lr: float = 1e-3,
+        weight_decay: float = 0.0, optimizer: torch.optim.Optimizer | None = None,
+        schedule: str | Callable[[float], float] | None = None, loss: Callable | None = None,
+        batch_size: int = 64, steps_per_epoch: int | None = None, patience: int | None = None,
+        select_best: bool = True, metrics: Callable[[nn.Module], dict] | None = None, seed: int = 0,
+        device: str | None = None, threads: int | None = None, progress: bool = True,
+        desc: str = "fit", num_workers: int = 0, step_times: bool = False) -> History:
     """Train ``model`` and return its :class:`History`.
 
-    ``train``/``val`` may be Datasets, ``(X, y)`` tensor pairs or DataLoaders. Each epoch is
-    evaluated on ``val``; the weights of the best validation epoch (accuracy, then loss) are
-    restored at the end, and training stops early after ``patience`` epochs without improvement.
-    With ``select_best=False`` the last epoch's weights are kept and ``val`` is only reported.
-    Seeded for repeatable runs; CPU by default, CUDA when present.
+    - ``train``: a Dataset, a tuple of tensors (``(X, y)``, ``(X, y, teacher_logits)``, ...) or a
+      DataLoader, shuffled every epoch; or None when the ``loss`` hook draws its own batches
+      (then ``steps_per_epoch`` says how many steps make an epoch).
+    - ``loss``: ``loss(model, batch, step) -> loss`` or ``(loss, logs)``; default
+      :func:`cross_entropy`. Batches arrive on the device.
+    - ``optimizer``: default AdamW over the trainable parameters (and the hook's), at ``lr``.
+    - ``schedule``: a name in :data:`SCHEDULES`, ``"onecycle"``, or ``factor(progress)``,
+      applied every step.
+    - ``val``: evaluated after every epoch (loss, accuracy); with ``select_best`` the weights of
+      the best epoch (accuracy, then loss) are restored at the end and ``patience`` epochs without
+      improvement stop training. ``select_best=False`` keeps the last weights (``val`` is only
+      reported). ``metrics(model)`` adds numbers of your own to every row.
+    - ``threads``: run on that many threads (see :func:`tl_course.settings.threads`).
 
     Usage: ``history = fit(head, (Xtr, ytr), (Xva, yva), epochs=30, lr=1e-2, patience=5)``
     """
+    with settings.threads(threads):
+        return _fit(model, train, val, epochs, lr, weight_decay, optimizer, schedule, loss, batch_size,
+                    steps_per_epoch, patience, select_best, metrics, seed, device, progress, desc,
+                    num_workers, step_times)
+
+
+def _fit(model, train, val, epochs, lr, weight_decay, optimizer, schedule, loss, batch_size,
+         steps_per_epoch, patience, select_best, metrics, seed, device, progress, desc, num_workers,
+         step_times) -> History:
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}.")
     settings.seed_everything(seed)
     device = device or settings.device()
+    loss = loss or cross_entropy
     model.to(device)
-    loader = as_loader(train, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
+    hook_params = []
+    if isinstance(loss, nn.Module):
+        loss.to(device)
+        hook_params = [p for p in loss.parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer is None:
-        if not params:
+        if not params and not hook_params:
             raise ValueError("The model has no trainable parameters: unfreeze something or add a head.")
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
+        optimizer = torch.optim.AdamW(params + hook_params, lr=lr, weight_decay=weight_decay)
+    elif hook_params:
+        known = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        missing = [p for p in hook_params if id(p) not in known]
+        if missing:
+            optimizer.add_param_group({"params": missing})
+    loader = None if train is None else as_loader(train, batch_size, shuffle=True, seed=seed,
+                                                  num_workers=num_workers)
+    if loader is None and steps_per_epoch is None:
+        raise ValueError("Without training data, give steps_per_epoch (the loss hook draws its own batches).")
+    per_epoch = steps_per_epoch if steps_per_epoch is not None else len(loader)
+    if per_epoch < 1:
+        raise ValueError("No training data: the training set is empty.")
+    total = epochs * per_epoch
+    scheduler = _scheduler(optimizer, schedule, total)
+    generator = torch.Generator().manual_seed(seed)
+    cuda = str(device).startswith("cuda")
     history = History()
-    best_key, best_state, waited = None, None, 0
+    best_key, best_state, waited, index = None, None, 0, 0
     bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress)
     for epoch in bar:
         start = time.perf_counter()
         model.train()
-        total, correct, loss_sum = 0, 0, 0.0
-        for x, y in loader:
-            x, y = x.to(device), torch.as_tensor(y).to(device)
+        if isinstance(loss, nn.Module):
+            loss.train()
+        sums: dict[str, float] = {}
+        weight_sum = 0.0
+        batches = iter(loader) if loader is not None else None
+        for _ in range(per_epoch):
+            if batches is not None:
+                try:
+                    batch = next(batches)
+                except StopIteration:  # steps_per_epoch beyond one pass: start another
+                    batches = iter(loader)
+                    batch = next(batches)
+                batch = _to(batch, device)
+            else:
+                batch = None
+            step_start = time.perf_counter()
+            out = loss(model, batch, Step(index, total, epoch, device, generator))
+            value, logs = out if isinstance(out, tuple) else (out, {})
             optimizer.zero_grad(set_to_none=True)
-            out = model(x)
-            loss = loss_fn(out, y)
-            loss.backward()
+            value.backward()
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((out.argmax(1) == y).sum())
-            total += len(y)
-        if scheduler is not None:
-            scheduler.step()
-        row = {"epoch": epoch, "train_loss": loss_sum / max(total, 1),
-               "train_accuracy": correct / max(total, 1)}
+            if scheduler is not None:
+                scheduler.step()
+            if step_times:
+                if cuda:
+                    torch.cuda.synchronize()
+                history.step_seconds.append(time.perf_counter() - step_start)
+            weight = float(len(batch[0])) if isinstance(batch, (list, tuple)) and batch else 1.0
+            weight_sum += weight
+            for key, v in {"train_loss": value, **logs}.items():
+                sums[key] = sums.get(key, 0.0) + weight * float(v.detach() if isinstance(v, torch.Tensor) else v)
+            index += 1
+        row: dict[str, Any] = {"epoch": epoch, **{k: v / weight_sum for k, v in sums.items()}}
         if val is not None:
-            metrics = evaluate(model, val, batch_size=max(batch_size, 128), device=device)
-            row.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"])
+            scores = evaluate(model, val, batch_size=max(batch_size, 128), device=device)
+            row.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+        if metrics is not None:
+            row.update(metrics(model))
+            model.train()
         row["seconds"] = time.perf_counter() - start
         history.rows.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k.endswith(("accuracy", "loss"))},
@@ -165,15 +284,84 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    if isinstance(loss, nn.Module):
+        loss.eval()
     return history
 
 
+def epochs_for_steps(n_examples: int, batch_size: int, steps: int) -> int:
+    """The number of epochs that gives about ``steps`` optimizer steps on ``n_examples``, so runs
+    on 10 or 1000 examples get the same amount of training.
+
+    Usage: ``fit(model, (X, y), epochs=epochs_for_steps(len(X), 32, 300), batch_size=32)``
+    """
+    per_epoch = max(1, math.ceil(n_examples / max(1, batch_size)))
+    return max(1, math.ceil(steps / per_epoch))
+
+
+# --------------------------------------------------------------------------- predicting, evaluating
+@torch.no_grad()
+def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 256, device: str | None = None) -> torch.Tensor:
+    """``model(X)`` in eval mode, batch by batch, without gradients, as float on the CPU: logits
+    of a classifier, or features of a feature extractor. The model's train/eval mode is restored.
+
+    Usage: ``logits = predict(model, X_val)``; ``F_val = predict(model.features, X_val)``
+    """
+    device = device or settings.device()
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        outs = [model(X[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(X), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, data, batch_size: int = 128, device: str | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities ``(N, C)`` and true labels ``(N,)`` for a dataset, tensors or loader.
+
+    Usage: ``probs, y = predict_proba(model, (X_val, y_val))``
+    """
+    device = device or settings.device()
+    model.to(device).eval()
+    probs, labels = [], []
+    for batch in as_loader(data, batch_size):
+        x, y = batch[0], batch[1]
+        probs.append(model(x.to(device)).float().softmax(-1).cpu())
+        labels.append(torch.as_tensor(y))
+    if not probs:
+        raise ValueError("No data to predict on: the dataset is empty.")
+    return torch.cat(probs), torch.cat(labels)
+
+
+def evaluate(model: nn.Module, data, batch_size: int = 128, device: str | None = None) -> dict:
+    """Loss (cross-entropy) and accuracy of ``model`` on a dataset, ``(X, y)`` tensors or a loader.
+
+    Usage: ``evaluate(model, (X_val, y_val))  # {'loss': 0.21, 'accuracy': 0.94}``
+    """
+    probs, y = predict_proba(model, data, batch_size, device)
+    loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y))
+    return {"loss": loss, "accuracy": float((probs.argmax(1) == y).float().mean())}
+
+
+def accuracy(model: nn.Module, X: torch.Tensor, y) -> float:
+    """Top-1 accuracy of ``model`` on tensors ``X`` with labels ``y``.
+
+    Usage: ``accuracy(model, X_val, y_val)``
+    """
+    return float((predict(model, X).argmax(1) == torch.as_tensor(y)).float().mean())
+
+
+# --------------------------------------------------------------------------- cost
 def time_training_steps(model: nn.Module, train, optimizer: torch.optim.Optimizer, *,
                         batch_size: int = 32, steps: int = 3, seed: int = 0,
                         device: str | None = None) -> dict:
     """The cost of training ``model`` without paying for a whole epoch: one warm-up step, then
-    ``steps`` timed optimizer steps on real batches of ``train``, scaled to one epoch. The model
-    is changed by those steps: time a copy. Machine-dependent: report it, never assert on it.
+    ``steps`` timed optimizer steps of :func:`fit` on real batches of ``train``, scaled to one
+    epoch. The model is changed by those steps: time a copy. Machine-dependent: report it, never
+    assert on it.
 
     Returns ``{"seconds_per_step", "steps_per_epoch", "seconds_per_epoch"}``.
 
@@ -181,31 +369,15 @@ def time_training_steps(model: nn.Module, train, optimizer: torch.optim.Optimize
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}.")
-    settings.seed_everything(seed)
-    device = device or settings.device()
-    model.to(device).train()
-    loader = as_loader(train, batch_size, shuffle=True, seed=seed)
-    if len(loader) < steps + 1:
-        raise ValueError(f"{len(loader)} batches of {batch_size} are too few to time {steps} steps "
+    per_epoch = len(as_loader(train, batch_size))
+    if per_epoch < steps + 1:
+        raise ValueError(f"{per_epoch} batches of {batch_size} are too few to time {steps} steps "
                          "after a warm-up one: lower batch_size or steps.")
-    loss_fn = nn.CrossEntropyLoss()
-    batches = iter(loader)
-    for i in range(steps + 1):
-        if i == 1:  # the first step (allocations, lazy initialisation) is not timed
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        x, y = next(batches)
-        x, y = x.to(device), torch.as_tensor(y).to(device)
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        optimizer.step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    per_step = (time.perf_counter() - start) / steps
-    model.eval()
-    return {"seconds_per_step": per_step, "steps_per_epoch": len(loader),
-            "seconds_per_epoch": per_step * len(loader)}
+    history = fit(model, train, epochs=1, steps_per_epoch=steps + 1, optimizer=optimizer,
+                  batch_size=batch_size, seed=seed, device=device, progress=False, step_times=True)
+    per_step = sum(history.step_seconds[1:]) / steps  # the first step (allocations) is not counted
+    return {"seconds_per_step": per_step, "steps_per_epoch": per_epoch,
+            "seconds_per_epoch": per_step * per_epoch}
 
 
 @torch.inference_mode()
@@ -228,48 +400,3 @@ def images_per_second(model: nn.Module, input_shape, batch_size: int = 32, batch
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return batch_size * batches / (time.perf_counter() - start)
-
-
-def fit_logistic_head(head: nn.Module, X: torch.Tensor, y: torch.Tensor, Cs=(0.01, 0.1, 1.0, 10.0),
-                      cv: int = 5, seed: int = 0) -> dict:
-    """Train a linear head as an L2-regularised logistic regression on cached features: a convex
-    problem, solved exactly (scikit-learn), with the regularisation strength chosen by
-    cross-validation on the training set only. The solution is copied into the head's last
-    ``nn.Linear``, so the head can still be fine-tuned with the backbone afterwards.
-
-    Usage: ``info = fit_logistic_head(model.head, X_train, y_train)``
-    """
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
-    from threadpoolctl import threadpool_limits
-
-    import warnings
-
-    start = time.perf_counter()
-    Xn, yn = X.double().numpy(), np.asarray(y)
-    folds = min(cv, int(np.bincount(yn).min()))
-    # one BLAS thread: these small solves gain nothing from more and suffer badly when cores are shared
-    with threadpool_limits(1), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.9 announces changed defaults
-        if folds >= 2 and len(Cs) > 1:
-            search = LogisticRegressionCV(Cs=list(Cs), cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                          scoring="accuracy", max_iter=3000).fit(Xn, yn)
-            C = float(np.atleast_1d(search.C_)[0])
-        else:
-            C = float(Cs[len(Cs) // 2])
-        clf = LogisticRegression(C=C, max_iter=3000).fit(Xn, yn)
-    linear = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
-    n_classes = linear.out_features
-    coef, intercept = clf.coef_, clf.intercept_
-    if coef.shape[0] == 1:  # binary: one score s maps to logits (-s/2, s/2)
-        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
-        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    weight = np.zeros((n_classes, coef.shape[1]))
-    bias = np.full(n_classes, -1e4)  # classes absent from training are never predicted
-    weight[clf.classes_] = coef
-    bias[clf.classes_] = intercept
-    with torch.no_grad():
-        linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
-        linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
-    return {"C": C, "seconds": time.perf_counter() - start,
-            "train_accuracy": float(clf.score(Xn, yn))}

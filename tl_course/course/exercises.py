@@ -7,7 +7,7 @@ student edition replaces them with a ``TODO`` that leaves the answer as ``None``
 
 Usage::
 
-    from tl_course.exercises import get_exercise
+    from tl_course.course.exercises import get_exercise
     ex = get_exercise("01.data_efficiency")
     ex.hint()
     ex.check(answer)      # prints a verdict, returns True/False

@@ -6,7 +6,7 @@ Executed copies go to an output folder; the committed notebooks are never overwr
 
 Usage::
 
-    from tl_course.notebooks import run_notebook, run_course
+    from tl_course.course.notebooks import run_notebook, run_course
     run_notebook("notebooks/07_frozen_classifier.ipynb", "build/run", {"EPOCHS": 3})
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from . import settings
+from .. import settings
 
 
 def course_notebooks(folder: str | Path | None = None) -> list[Path]:
@@ -25,6 +25,26 @@ def course_notebooks(folder: str | Path | None = None) -> list[Path]:
     """
     folder = Path(folder) if folder else (settings.project_root() or Path.cwd()) / "notebooks"
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebook_data(notebook: str | Path) -> str | None:
+    """The dataset a notebook's committed outputs were computed on (its metadata
+    ``tl_course.data``), or None for a notebook whose results do not depend on the data mode.
+
+    Usage: ``notebook_data("notebooks/07_frozen_classifier.ipynb")  # 'hymenoptera'``
+    """
+    meta = json.loads(Path(notebook).read_text()).get("metadata", {})
+    return meta.get("tl_course", {}).get("data")
+
+
+def data_notebooks(folder: str | Path | None = None) -> list[Path]:
+    """The course notebooks whose results depend on the data mode (a real dataset, or the offline
+    fallback): the one list, read from each notebook's metadata, that the CLI, the Makefile, CI
+    and the tests use.
+
+    Usage: ``data_notebooks()  # [.../07_frozen_classifier.ipynb, ...]``
+    """
+    return [p for p in course_notebooks(folder) if notebook_data(p) is not None]
 
 
 def result_lines(notebook: str | Path) -> list[str]:
@@ -91,6 +111,41 @@ def run_course(out_dir: str | Path = "build/course", notebooks: list[Path] | Non
     return rows
 
 
+def execute_in_place(notebook: str | Path, threads: int = 1) -> float:
+    """Execute a course notebook top to bottom in a fresh kernel, in place (the way committed
+    outputs are made): the kernel declared as ``python3``, ``threads`` threads for PyTorch, OpenMP
+    and BLAS (training results depend on it; the tests use 1). Returns the seconds taken.
+
+    Usage: ``execute_in_place("notebooks/01_why_transfer.ipynb")``
+    """
+    import os
+
+    import nbformat
+    import papermill as pm
+
+    path = Path(notebook).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"Notebook not found: {notebook}")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: str(threads) for k in names})  # inherited by the kernel
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(path), cwd=str(path.parent), kernel_name="python3",
+                            progress_bar=False, log_output=False,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return time.perf_counter() - start
+
+
 def mark_slides(nb) -> int:
     """Give a notebook (an ``nbformat`` node) the slide metadata RISE / jupyterlab-rise present:
     its title (``# ``) and every section (``## ``) start a slide, every ``### `` a sub-slide;
@@ -108,4 +163,21 @@ def mark_slides(nb) -> int:
         if kind:
             cell.metadata["slideshow"] = {"slide_type": kind}
             changed += 1
+    return changed
+
+
+def add_slide_metadata(notebooks: list[Path] | None = None) -> list[Path]:
+    """:func:`mark_slides` on every course notebook (metadata only, no re-execution); returns the
+    notebooks that changed.
+
+    Usage: ``add_slide_metadata()``
+    """
+    import nbformat
+
+    changed = []
+    for path in notebooks or course_notebooks():
+        nb = nbformat.read(str(path), as_version=4)
+        if mark_slides(nb):
+            nbformat.write(nb, str(path))
+            changed.append(path)
     return changed

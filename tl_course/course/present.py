@@ -13,15 +13,13 @@ they are read back with ``torch.load(weights_only=True)``: a stored file can nev
 
 Usage::
 
-    from tl_course.present import reuse
+    from tl_course.course.present import reuse
     accuracies = reuse("01.budgets", lambda: run_all_budgets(), seed=SEED, budgets=LABELS_PER_CLASS)
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import settings
+from .. import cache, settings
 
 __all__ = ["present_mode", "reuse", "results_dir"]
 
@@ -86,9 +84,7 @@ def _from_plain(value: Any) -> Any:
 
 
 def _path(key: str, params: dict) -> Path:
-    blob = json.dumps(params, sort_keys=True, default=repr).encode()
-    name = re.sub(r"[^\w.-]+", "_", key).strip("_") or "result"
-    return results_dir() / f"{name}-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
+    return cache.cache_path("results", key, key, json.dumps(params, sort_keys=True, default=repr))
 
 
 def reuse(key: str, compute: Callable[[], Any], **params) -> Any:
@@ -102,21 +98,24 @@ def reuse(key: str, compute: Callable[[], Any], **params) -> Any:
     """
     path = _path(key, params)
     if present_mode() and path.is_file():
-        try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            value = _from_plain(stored["value"])
-        except Exception as exc:  # a damaged or foreign file: recompute, never trust it
-            print(f"PRESENT mode: could not read {path.name} ({type(exc).__name__}); recomputing '{key}'.")
+        stored = cache.load(path, check=_well_formed)  # a damaged, altered or foreign file: None
+        if stored is None:
+            print(f"PRESENT mode: could not use {path.name}; recomputing '{key}'.")
         else:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stored.get("created", 0)))
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stored["created"]))
             print(f"PRESENT mode: reusing '{key}' stored {when} "
-                  f"(computed in {stored.get('seconds', float('nan')):.0f} s); unset TL_COURSE_PRESENT to recompute.")
-            return value
+                  f"(computed in {stored['seconds']:.0f} s); unset TL_COURSE_PRESENT to recompute.")
+            return _from_plain(stored["value"])
     start = time.perf_counter()
     value = compute()
-    payload = {"key": key, "params": json.loads(json.dumps(params, default=repr)),
-               "value": _to_plain(value), "created": time.time(), "seconds": time.perf_counter() - start}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    cache.save({"key": key, "params": json.dumps(params, sort_keys=True, default=repr),
+                "value": _to_plain(value), "created": float(time.time()),
+                "seconds": float(time.perf_counter() - start)}, path)
     return value
+
+
+def _well_formed(stored) -> bool:
+    """A stored result has a value and numeric metadata (anything else is recomputed)."""
+    return (isinstance(stored, dict) and "value" in stored
+            and all(isinstance(stored.get(k), (int, float)) and not isinstance(stored.get(k), bool)
+                    for k in ("created", "seconds")))

@@ -16,7 +16,7 @@ The committed notebooks are the *instructor* edition: each exercise's solution s
 
 Usage::
 
-    from tl_course.student import student_source, write_student_edition
+    from tl_course.course.student import student_source, write_student_edition
     write_student_edition("build/student")          # or: tl-course student build/student
     print(student_source(cell_source))
 """

@@ -8,7 +8,7 @@ live.
 
 Usage::
 
-    from tl_course.widgets import explorer
+    from tl_course.course.widgets import explorer
     explorer(compare_at_budget, {"labels_per_class": [1, 2, 5, 10, 20]}, title="Data efficiency")
 """
 from __future__ import annotations

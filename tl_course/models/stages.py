@@ -1,32 +1,25 @@
-"""Looking inside a backbone layer by layer: first-layer filters, feature maps, pooled features
-after every stage (cached on disk like :func:`tl_course.features.extract_features`), linear
-probes per depth, and a throughput measurement for choosing a backbone.
+"""A backbone's stages, from the input to the output: their names, their outputs (caught with
+forward hooks, so one forward pass yields every depth at once), feature maps and the first-layer
+filters.
 
 A backbone's ``stages`` run from the input to the output (for EfficientNet-Lite0: the stem, the
 seven blocks, the final 1x1 convolution). "The output of a stage" is the output of its last
 module, caught with a forward hook, so one forward pass yields every depth at once.
 
+Pooled features after every stage, cached, are :func:`tl_course.features.stage_features`.
+
 Usage::
 
-    from tl_course.layers import stage_features, linear_probe
-    feats, y = stage_features(bb, data.train)          # one (N, C_i * grid**2) tensor per stage
-    acc = linear_probe(feats[3], y, val_feats[3], y_val)
+    from tl_course.models.stages import stage_names, feature_maps
+    maps = feature_maps(bb, img)                       # one (C_i, H_i, W_i) map per stage
 """
 from __future__ import annotations
 
-import hashlib
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
-
-from . import settings, training
-from .features import save_atomically
-
-CACHE_VERSION = "1"
 
 
 # --------------------------------------------------------------------------- stages and hooks
@@ -56,8 +49,12 @@ def stage_names(backbone) -> list[str]:
 
 
 @contextmanager
-def _capture(backbone):
-    """Register forward hooks that store every stage's output (in order) in a list."""
+def capture_stage_outputs(backbone):
+    """While open, every forward pass of ``backbone.model`` stores each stage's output (in order)
+    in the yielded list; the hooks are removed on exit.
+
+    Usage: ``with capture_stage_outputs(bb) as caught: bb.model(x)``
+    """
     caught: list[torch.Tensor | None] = [None] * len(backbone.stages)
     handles = []
     for i, stage in enumerate(backbone.stages):
@@ -81,7 +78,7 @@ def stage_outputs(backbone, x: torch.Tensor) -> list[torch.Tensor]:
     was_training = model.training
     model.eval()
     try:
-        with _capture(backbone) as caught:
+        with capture_stage_outputs(backbone) as caught:
             model(x)
     finally:
         model.train(was_training)
@@ -123,197 +120,3 @@ def filters_as_images(weights: torch.Tensor) -> np.ndarray:
         raise ValueError(f"expected RGB filters (in_channels=3), got {w.shape[1]}.")
     scale = w.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
     return (0.5 + 0.5 * w / scale).permute(0, 2, 3, 1).numpy()
-
-
-# --------------------------------------------------------------------------- pooled features per stage
-def _pool(t: torch.Tensor, grid: int) -> torch.Tensor:
-    """Average-pool to at most ``grid x grid`` cells (a smaller map is kept as is, not upsampled)."""
-    size = (min(grid, t.shape[-2]), min(grid, t.shape[-1]))
-    return torch.flatten(nn.functional.adaptive_avg_pool2d(t, size), 1)
-
-
-def stage_cache_path(backbone, dataset, grid: int = 1) -> Path:
-    """Where the per-stage features of ``dataset`` under ``backbone`` are (or will be) cached.
-
-    Usage: ``stage_cache_path(bb, data.train).exists()``
-    """
-    key = hashlib.sha256(f"stages{CACHE_VERSION}|{grid}|{len(backbone.stages)}|{backbone.cache_key()}|"
-                         f"{dataset.fingerprint()}".encode()).hexdigest()
-    return settings.data_dir() / "features" / f"{backbone.name}-stages-{key[:24]}.pt"
-
-
-def _load_cached(path: Path, n: int, n_stages: int):
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        feats, labels = list(blob["features"]), blob["labels"]
-        if len(feats) == n_stages and labels.shape[0] == n and all(f.shape[0] == n for f in feats):
-            return feats, labels
-    except Exception:
-        pass
-    path.unlink(missing_ok=True)  # unreadable or inconsistent: recompute
-    return None
-
-
-@torch.inference_mode()
-def stage_features(backbone, dataset, *, grid: int = 1, batch_size: int = 64, cache: bool = True,
-                   progress: bool = True, device: str | None = None
-                   ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Features after every stage of the backbone, average-pooled to a ``grid x grid`` map (or
-    kept as is when the map is smaller) and flattened (``grid=1``: global average pooling, one
-    number per channel), plus the labels.
-    One forward pass per batch serves all stages; the result is cached on disk, keyed by the
-    weights, preprocessing, ``grid`` and the dataset's contents.
-
-    Usage: ``feats, y = stage_features(bb, data.train, grid=2); [f.shape for f in feats]``
-    """
-    if grid < 1:
-        raise ValueError(f"grid must be >= 1, got {grid}.")
-    path = stage_cache_path(backbone, dataset, grid)
-    if cache and path.exists():
-        hit = _load_cached(path, len(dataset), len(backbone.stages))
-        if hit is not None:
-            return hit
-    device = device or settings.device()
-    model = backbone.model.to(device)
-    was_training = model.training
-    model.eval()
-    loader = torch.utils.data.DataLoader(dataset.with_transform(backbone.transform),
-                                         batch_size=batch_size, shuffle=False)
-    per_stage: list[list[torch.Tensor]] = [[] for _ in backbone.stages]
-    labels = []
-    try:
-        with _capture(backbone) as caught:
-            for x, y in tqdm(loader, desc=f"stage features {backbone.name}", disable=not progress,
-                             unit="batch"):
-                model(x.to(device))
-                for i, t in enumerate(caught):
-                    per_stage[i].append(_pool(t.float(), grid).cpu())
-                labels.append(y)
-    finally:
-        model.train(was_training)
-    feats = [torch.cat(chunks) for chunks in per_stage]
-    y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
-    if cache:
-        save_atomically({"features": feats, "labels": y}, path)
-    return feats, y
-
-
-# --------------------------------------------------------------------------- probes
-def linear_probe(X_train, y_train, X_val, y_val, C: float = 1.0, max_iter: int = 2000,
-                 sample_weight=None) -> float:
-    """Validation accuracy of a linear classifier (standardised features, L2-regularised logistic
-    regression, optionally with per-example ``sample_weight``) trained on frozen features: how
-    linearly readable the labels are from them.
-
-    Usage: ``acc = linear_probe(feats[4], y, val_feats[4], y_val)``
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
-
-    Xtr, Xva = np.asarray(X_train, dtype=np.float64), np.asarray(X_val, dtype=np.float64)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    with threadpool_limits(1):  # small solves: one BLAS thread is faster when cores are shared
-        probe.fit(Xtr, np.asarray(y_train), logisticregression__sample_weight=sample_weight)
-        return float(probe.score(Xva, np.asarray(y_val)))
-
-
-def probe_stages(train_feats, y_train, val_feats, y_val, C: float = 1.0) -> list[float]:
-    """:func:`linear_probe` at every depth: one validation accuracy per stage.
-
-    Usage: ``accs = probe_stages(feats, y, val_feats, y_val)``
-    """
-    if len(train_feats) != len(val_feats):
-        raise ValueError(f"{len(train_feats)} train stages but {len(val_feats)} val stages.")
-    return [linear_probe(a, y_train, b, y_val, C=C) for a, b in zip(train_feats, val_feats)]
-
-
-# --------------------------------------------------------------------------- speed
-@torch.inference_mode()
-def images_per_second(backbone, image_size: int | None = None, batch_size: int = 32,
-                      batches: int = 3, device: str | None = None) -> float:
-    """Forward-pass throughput of a backbone (or any image model), on random inputs after one
-    warm-up batch, in images per second on this machine. Machine-dependent: report it, never
-    assert on it.
-
-    Usage: ``images_per_second(bb, image_size=224)``
-    """
-    if isinstance(backbone, nn.Module):
-        model, size = backbone, image_size or 224
-    else:
-        model = backbone.model
-        size = image_size or backbone.image_size or backbone.preprocessing.crop
-    return training.images_per_second(model, (3, size, size), batch_size, batches, device)
-
-
-def backbone_facts(name: str, image_size: int = 224, batch_size: int = 16, batches: int = 2) -> dict:
-    """Size and speed of a registered backbone's *architecture*: parameters, feature dimension
-    and images/s on this machine, plus whether its pretrained weights can be loaded right now.
-    Size and speed do not depend on the weights, so they are measured (on a randomly initialised
-    copy) even when the pretrained weights are not available offline.
-
-    Usage: ``backbone_facts("resnet18")  # {'parameters': 11176512, 'feature_dim': 512, ...}``
-    """
-    from .backbones import BACKBONES, backbone_table, load_backbone
-
-    row = {r["name"]: r for r in backbone_table()}[name]
-    spec = BACKBONES[name]
-    if row["available offline now"]:
-        bb = load_backbone(name, image_size=image_size)
-        model, dim = bb.model, bb.feature_dim
-    else:
-        from torchvision import models
-
-        model, dim, _ = spec.base(getattr(models, name)(weights=None))
-    n_params = sum(p.numel() for p in model.parameters())
-    speed = images_per_second(model, image_size, batch_size=batch_size, batches=batches)
-    return {"name": name, "parameters": n_params, "feature_dim": dim, "images_per_second": speed,
-            "ImageNet top-1 (paper)": spec.paper_top1, "weights available": row["available offline now"],
-            "how": row["how"]}
-
-
-# --------------------------------------------------------------------------- pictures
-def plot_filters(weights: torch.Tensor, ncols: int = 16, size: float = 0.6, title: str | None = None):
-    """Show RGB first-layer filters as small images (grey = 0; each filter scaled on its own).
-
-    Usage: ``plot_filters(first_layer_filters(bb))``
-    """
-    import matplotlib.pyplot as plt
-
-    imgs = filters_as_images(weights)
-    nrows = -(-len(imgs) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img in zip(axes.flat, imgs):
-        ax.imshow(img, interpolation="nearest")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.1)
-    return fig
-
-
-def plot_feature_maps(maps: list[torch.Tensor], stages: list[int], names: list[str] | None = None,
-                      per_stage: int = 6, size: float = 1.3):
-    """For each chosen stage, its ``per_stage`` most active channels (highest mean activation) as
-    heat maps: one row per stage.
-
-    Usage: ``plot_feature_maps(feature_maps(bb, img), stages=[0, 2, 4, 6])``
-    """
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(stages), per_stage, figsize=(size * per_stage, size * len(stages)),
-                             squeeze=False)
-    for row, i in zip(axes, stages):
-        m = maps[i]
-        top = torch.argsort(m.mean(dim=(1, 2)), descending=True)[:per_stage]
-        for j, (ax, c) in enumerate(zip(row, top)):
-            ax.imshow(m[c].numpy(), cmap="viridis")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                label = names[i] if names else f"stage {i}"
-                ax.set_ylabel(f"{i}: {label}\n{tuple(m.shape[1:])}", fontsize=7)
-    fig.tight_layout(pad=0.2)
-    return fig

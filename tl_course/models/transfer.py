@@ -1,9 +1,12 @@
 """The transfer steps as named functions: freeze, unfreeze the top N stages, add a head, list
 what trains, and give each part its own learning rate.
 
+A backbone can also be cut: :func:`truncate_backbone` keeps only its first stages (the generic
+lower layers, without the most ImageNet-specific top ones).
+
 Usage::
 
-    from tl_course import transfer
+    from tl_course.models import transfer
     model = transfer.TransferModel(backbone, num_classes=2)     # base model + new head
     transfer.freeze(model.backbone)                              # step 3
     transfer.unfreeze_top(backbone, 2)                           # step 6: top 2 stages
@@ -12,9 +15,13 @@ Usage::
 """
 from __future__ import annotations
 
+import dataclasses
+
+import torch
 from torch import nn
 
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+"""The BatchNorm layer types (their running statistics need care when fine-tuning)."""
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -86,7 +93,7 @@ class TransferModel(nn.Module):
     ``bn_stats="frozen"`` every BatchNorm layer of the backbone keeps its pretrained statistics
     (recommended when fine-tuning on a small dataset with small batches); ``"train"`` updates all.
 
-    ``backbone`` is a :class:`~tl_course.backbones.Backbone` or any ``nn.Module`` producing
+    ``backbone`` is a :class:`~tl_course.models.backbones.Backbone` or any ``nn.Module`` producing
     features (e.g. the top stages of one, ``bb.model[7:]``, with an existing ``head`` module).
 
     Usage: ``model = TransferModel(bb, num_classes=2, head="mlp")``
@@ -110,7 +117,7 @@ class TransferModel(nn.Module):
         if mode and self.bn_stats != "train":
             for m in self.backbone.modules():
                 frozen = not any(p.requires_grad for p in m.parameters())
-                if isinstance(m, _BN) and (self.bn_stats == "frozen" or (frozen and self.frozen_bn_eval)):
+                if isinstance(m, BATCHNORM) and (self.bn_stats == "frozen" or (frozen and self.frozen_bn_eval)):
                     m.eval()
         return self
 
@@ -166,3 +173,25 @@ def param_groups(model: TransferModel, head_lr: float, backbone_lr: float,
     if body:
         groups.append({"params": body, "lr": backbone_lr, "weight_decay": weight_decay, "name": "backbone"})
     return groups
+
+
+def truncate_backbone(backbone, n_stages: int, pool: bool = True):
+    """A copy of a :class:`~tl_course.models.backbones.Backbone` keeping only its first
+    ``n_stages`` stages (then global average pooling, or with ``pool=False`` the feature maps
+    themselves): the generic lower layers without the most ImageNet-specific top ones. Shares the
+    weights; has its own name, so :func:`~tl_course.features.extract_features` caches its outputs
+    separately.
+
+    Usage: ``bb6 = truncate_backbone(load_backbone("efficientnet_lite0", image_size=64), 6)``
+    """
+    if not 1 <= n_stages <= len(backbone.stages):
+        raise ValueError(f"n_stages must be between 1 and {len(backbone.stages)}, got {n_stages}.")
+    stages = [s if not isinstance(s, nn.ModuleList) else nn.Sequential(*s) for s in backbone.stages[:n_stages]]
+    bottom = nn.Sequential(*stages)
+    model = (nn.Sequential(bottom, nn.AdaptiveAvgPool2d(1), nn.Flatten(1)) if pool else bottom).eval()
+    size = backbone.image_size or backbone.preprocessing.crop
+    with torch.no_grad():
+        dim = int(model(torch.zeros(1, 3, size, size)).shape[1])
+    name = f"{backbone.name}[:{n_stages}]" + ("" if pool else "-maps")
+    return dataclasses.replace(backbone, name=name, model=model, feature_dim=dim, stages=stages,
+                               notes=[*backbone.notes, f"first {n_stages} of {len(backbone.stages)} stages"])

@@ -9,7 +9,7 @@ from ..exercises import register
           "or at the in_features of the head it replaced.",
           "Every image becomes a vector of this length; a new head only needs to classify these vectors.")
 def _feature_dim(answer):
-    from ..backbones import load_backbone
+    from ...models.backbones import load_backbone
 
     expected = load_backbone("efficientnet_lite0").feature_dim
     assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."
@@ -24,7 +24,7 @@ def _feature_dim(answer):
           "imagenet_classes() returns a list; Python lists have an .index() method.",
           "The model's 1000 outputs are scores in exactly this order.")
 def _class_index(answer):
-    from ..backbones import imagenet_classes
+    from ...models.backbones import imagenet_classes
 
     names = imagenet_classes()
     assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."

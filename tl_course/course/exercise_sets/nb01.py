@@ -1,5 +1,7 @@
 """Exercises of notebook 01 (why transfer? scratch vs pretrained)."""
 from ..exercises import register
+from ...probe import probe_accuracy
+from ...models.transfer import truncate_backbone
 
 
 def _as_float(answer) -> float:
@@ -13,18 +15,17 @@ def _as_float(answer) -> float:
 @register("01.whole_backbone",
           "Validation accuracy on digits_m of a linear probe on the features of the whole "
           "EfficientNet-Lite0 (all 9 stages, image size 64), with 5 labelled examples per class?",
-          "a float: ad.linear_probe_accuracy(W_train[idx], y_train[idx], W_val, y_val) with "
+          "a float: probe_accuracy(W_train[idx], y_train[idx], W_val, y_val) with "
           "idx = few_shot_indices(y_train, 5, seed=0)",
           "load_backbone('efficientnet_lite0', image_size=64), then extract_features on data.train "
           "and data.val; draw the examples with few_shot_indices(y_train, 5, seed=0).",
           "The last stages of an ImageNet network are the most ImageNet-specific: on 32-pixel digits "
           "the middle stages transfer better. Notebook 06 maps this layer by layer.")
 def _whole_backbone(answer):
-    from .. import adaptation as ad
-    from ..backbones import load_backbone
-    from ..datasets import load_dataset
-    from ..features import extract_features
-    from ..training import few_shot_indices
+    from ...models.backbones import load_backbone
+    from ...data import load_dataset
+    from ...features import extract_features
+    from ...data import few_shot_indices
 
     value = _as_float(answer)
     data = load_dataset("digits_m")
@@ -32,7 +33,7 @@ def _whole_backbone(answer):
     W_train, y_train = extract_features(whole, data.train, progress=False)
     W_val, y_val = extract_features(whole, data.val, progress=False)
     idx = few_shot_indices(y_train, 5, seed=0)
-    expected = ad.linear_probe_accuracy(W_train[idx], y_train[idx], W_val, y_val)
+    expected = probe_accuracy(W_train[idx], y_train[idx], W_val, y_val)
     assert abs(value - expected) < 0.01, (
         f"{value:.3f} is not what the whole network gives with these 5 examples per class; "
         "check the image size (64), the seed of few_shot_indices (0) and that you used all stages.")
@@ -51,15 +52,14 @@ def _whole_backbone(answer):
 def _one_shot_nearest(answer):
     import torch
 
-    from .. import adaptation as ad
-    from ..backbones import load_backbone
-    from ..datasets import load_dataset
-    from ..features import extract_features
-    from ..training import few_shot_indices
+    from ...models.backbones import load_backbone
+    from ...data import load_dataset
+    from ...features import extract_features
+    from ...data import few_shot_indices
 
     value = _as_float(answer)
     data = load_dataset("digits_m")
-    backbone = ad.truncate_backbone(load_backbone("efficientnet_lite0", image_size=64), 6)
+    backbone = truncate_backbone(load_backbone("efficientnet_lite0", image_size=64), 6)
     F_train, y_train = extract_features(backbone, data.train, progress=False)
     F_val, y_val = extract_features(backbone, data.val, progress=False)
     idx = few_shot_indices(y_train, 1, seed=0)

@@ -1,5 +1,8 @@
 """Exercises of notebook 02 (inductive transfer: reuse, multi-task, self-taught learning)."""
 from ..exercises import register
+from ...probe import probe_accuracy
+from ...data import image_tensors, split_indices
+from ...train import predict
 
 IMAGE_SIZE = 16
 
@@ -14,20 +17,19 @@ def _accuracy_value(answer) -> float:
 
 def _digits_16():
     """The notebook's data: 16x16 grayscale digits, and the pool A / pool B split."""
-    from .. import adaptation as ad
-    from ..datasets import load_dataset
+    from ...data import load_dataset
 
     data = load_dataset("digits")
-    X_train, y_train = ad.image_tensors(data.train, grayscale=True, size=IMAGE_SIZE)
-    X_val, y_val = ad.image_tensors(data.val, grayscale=True, size=IMAGE_SIZE)
-    pool_a, pool_b = ad.split_indices(y_train, 0.3, seed=0)
+    X_train, y_train = image_tensors(data.train, grayscale=True, size=IMAGE_SIZE)
+    X_val, y_val = image_tensors(data.val, grayscale=True, size=IMAGE_SIZE)
+    pool_a, pool_b = split_indices(y_train, 0.3, seed=0)
     return X_train, y_train, X_val, y_val, pool_a, pool_b
 
 
 @register("02.pca_self_taught",
           "Digit val accuracy of a linear probe on PCA-32 features (PCA fitted on the unlabelled "
           "pool-A images), trained on 5 labelled images per class from pool B?",
-          "a float: ad.linear_probe_accuracy on pca.transform(...) features, with "
+          "a float: probe_accuracy on pca.transform(...) features, with "
           "idx = pool_b[few_shot_indices(digit_train[pool_b], 5, seed=0)]",
           "PCA(n_components=32, random_state=0).fit(X_train[pool_a].flatten(1).numpy()), then "
           "pca.transform on the flattened train and val images.",
@@ -36,15 +38,14 @@ def _digits_16():
 def _pca_self_taught(answer):
     from sklearn.decomposition import PCA
 
-    from .. import adaptation as ad
-    from ..training import few_shot_indices
+    from ...data import few_shot_indices
 
     value = _accuracy_value(answer)
     X_train, y_train, X_val, y_val, pool_a, pool_b = _digits_16()
     pca = PCA(n_components=32, random_state=0).fit(X_train[pool_a].flatten(1).numpy())
     P_train, P_val = pca.transform(X_train.flatten(1).numpy()), pca.transform(X_val.flatten(1).numpy())
     idx = pool_b[few_shot_indices(y_train[pool_b], 5, seed=0)]
-    expected = ad.linear_probe_accuracy(P_train[idx], y_train[idx], P_val, y_val)
+    expected = probe_accuracy(P_train[idx], y_train[idx], P_val, y_val)
     assert abs(value - expected) < 0.01, (
         f"{value:.3f} is not what PCA-32 gives here; fit the PCA on pool A only, with 32 components "
         "and random_state=0, and draw 5 examples per digit from pool B with seed 0.")
@@ -55,14 +56,13 @@ def _pca_self_taught(answer):
           "'digit >= 5' from 5 labelled images per class drawn from pool B?",
           'a dict {"trunk": the frozen trunk (digit_model.features), "accuracy": a float}',
           "Labels: (digit_train >= 5).long(); examples: pool_b[few_shot_indices(labels[pool_b], 5, "
-          "seed=0)]; features: ad.embed(trunk, X_train) and ad.embed(trunk, X_val).",
+          "seed=0)]; features: predict(trunk, X_train) and predict(trunk, X_val).",
           "One representation, many labellings: whatever question is about the digit's shape, the "
           "digit trunk has the answer nearly linearly available.")
 def _reuse_new_labelling(answer):
     from torch import nn
 
-    from .. import adaptation as ad
-    from ..training import few_shot_indices
+    from ...data import few_shot_indices
 
     assert isinstance(answer, dict) and {"trunk", "accuracy"} <= set(answer), \
         'expected a dict with the keys "trunk" and "accuracy".'
@@ -71,8 +71,8 @@ def _reuse_new_labelling(answer):
     X_train, y_train, X_val, y_val, pool_a, pool_b = _digits_16()
     big_train, big_val = (y_train >= 5).long(), (y_val >= 5).long()
     idx = pool_b[few_shot_indices(big_train[pool_b], 5, seed=0)]
-    F_train, F_val = ad.embed(trunk, X_train), ad.embed(trunk, X_val)
-    expected = ad.linear_probe_accuracy(F_train[idx], big_train[idx], F_val, big_val)
+    F_train, F_val = predict(trunk, X_train), predict(trunk, X_val)
+    expected = probe_accuracy(F_train[idx], big_train[idx], F_val, big_val)
     assert abs(value - expected) < 0.01, (
         f"{value:.3f} is not what a linear probe on this trunk's features gives ({expected:.3f}); "
         "check the labels (digit >= 5), the 5 examples per class from pool B with seed 0, and that "

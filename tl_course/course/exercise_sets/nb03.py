@@ -1,5 +1,7 @@
 """Exercises of notebook 03 (domain adaptation: importance weights, CORAL, DANN)."""
 from ..exercises import register
+from ...models.transfer import truncate_backbone
+from ...methods.adaptation import coral_loss, dann_lambda, grad_reverse
 
 
 def _number(answer) -> float:
@@ -12,23 +14,22 @@ def _number(answer) -> float:
           "Halfway through training (p = 0.5, DANN_WEIGHT = 1), what gradient does the gradient "
           "reversal layer pass back to each element of x for the loss grad_reverse(x, lambd).sum()?",
           "a float: the gradient of one element of x",
-          "lambd = ad.dann_lambda(0.5); without the layer the gradient of x.sum() would be 1 per "
+          "lambd = dann_lambda(0.5); without the layer the gradient of x.sum() would be 1 per "
           "element. Try it: x = torch.zeros(4, requires_grad=True), backward(), x.grad.",
           "The features receive the domain head's gradient with its sign flipped: they are pushed to "
           "make the domain head wrong, harder and harder as lambda rises from 0 to 1.")
 def _grl_gradient(answer):
     import torch
 
-    from .. import adaptation as ad
-
+    
     value = _number(answer)
     x = torch.zeros(4, requires_grad=True)
-    ad.grad_reverse(x, ad.dann_lambda(0.5)).sum().backward()
+    grad_reverse(x, dann_lambda(0.5)).sum().backward()
     expected = float(x.grad[0])
     if abs(value + expected) < 1e-4:
         raise AssertionError("right size, wrong sign: the layer *reverses* the gradient.")
     if abs(value - (-0.5)) < 1e-4:
-        raise AssertionError("lambda is not p itself: it follows ad.dann_lambda(p) = 2 / (1 + exp(-10 p)) - 1.")
+        raise AssertionError("lambda is not p itself: it follows dann_lambda(p) = 2 / (1 + exp(-10 p)) - 1.")
     assert abs(value - expected) < 1e-4, f"{value:.4f} is not the gradient the layer passes back."
 
 
@@ -42,7 +43,7 @@ def _grl_gradient(answer):
 def _effective_sample_size(answer):
     import numpy as np
 
-    from ..datasets import load_dataset
+    from ...data import load_dataset
 
     assert isinstance(answer, (tuple, list)) and len(answer) == 2, "expected a tuple (weights, ess)."
     weights, value = np.asarray(answer[0], dtype=np.float64), _number(answer[1])
@@ -67,19 +68,18 @@ def _effective_sample_size(answer):
 def _coral_by_hand(answer):
     import torch
 
-    from .. import adaptation as ad
-    from ..backbones import load_backbone
-    from ..datasets import load_dataset
-    from ..features import extract_features
+    from ...models.backbones import load_backbone
+    from ...data import load_dataset
+    from ...features import extract_features
 
     value = _number(answer)
-    backbone = ad.truncate_backbone(load_backbone("efficientnet_lite0", image_size=64), 6)
+    backbone = truncate_backbone(load_backbone("efficientnet_lite0", image_size=64), 6)
     Fs, _ = extract_features(backbone, load_dataset("digits").train, progress=False)
     Ft, _ = extract_features(backbone, load_dataset("digits_m").train, progress=False)
     both = torch.cat([Fs, Ft])
     mu, sd = both.mean(0), both.std(0) + 1e-6
     Zs, Zt = (Fs - mu) / sd, (Ft - mu) / sd
-    expected = float(ad.coral_loss(Zs.double(), Zt.double()))
+    expected = float(coral_loss(Zs.double(), Zt.double()))
     d = Zs.shape[1]
     if abs(value - expected * 4 * d * d) <= 1e-3 * expected * 4 * d * d:
         raise AssertionError("you forgot to divide by 4 d^2.")

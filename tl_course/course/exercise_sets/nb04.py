@@ -18,8 +18,8 @@ def _pair(answer) -> tuple[float, float]:
           "ARI is corrected for chance (about 0 for random ids); NMI is not, so a random clustering "
           "still gets a small positive NMI. Compare representations on ARI, or against this floor.")
 def _chance(answer):
-    from ..clustering import cluster_scores
-    from ..datasets import load_dataset
+    from ...methods.clustering import cluster_scores
+    from ...data import load_dataset
 
     y = load_dataset("digits_m").val.targets
     expected = cluster_scores(y, np.random.default_rng(0).integers(0, 10, size=len(y)))
@@ -38,8 +38,9 @@ def _chance(answer):
           "Raw-pixel k-means is a decent background detector and a poor digit detector: the "
           "representation decides what the clusters mean.")
 def _backgrounds(answer):
-    from ..clustering import cluster_scores, digits_m_backgrounds, kmeans_clusters
-    from ..datasets import load_dataset
+    from ...data.digits import digits_m_backgrounds
+    from ...methods.clustering import cluster_scores, kmeans_clusters
+    from ...data import load_dataset
 
     images = load_dataset("digits_m").val.samples
     raw = images.reshape(len(images), -1) / 255.0

@@ -18,7 +18,7 @@ def _float(answer) -> float:
           "Even the exact weights cost most of the sample: the few training points in the rare "
           "region carry huge weights. Correcting bias trades it for variance.")
 def _true_ess(answer):
-    from ..shift import effective_sample_size, make_selection_bias_1d
+    from ...methods.shift import effective_sample_size, make_selection_bias_1d
 
     s = make_selection_bias_1d(seed=0)
     expected = effective_sample_size(s.true_weights) / len(s.true_weights)
@@ -38,7 +38,7 @@ def _true_ess(answer):
           "correlated on these pairs by chance (several canonical correlations come out as 1.00), "
           "the link does not generalise, and the accuracy collapses. Check link.correlations_.")
 def _few_pairs(answer):
-    from ..shift import cca_transfer_accuracy, heterogeneous_digits
+    from ...methods.heterogeneous import cca_transfer_accuracy, heterogeneous_digits
 
     expected = cca_transfer_accuracy(heterogeneous_digits(seed=0), n_pairs=30)
     value = _float(answer)

@@ -6,14 +6,14 @@ from ..exercises import register
           "For 96x96 inputs, what is the height of the feature map after each of the 9 stages of "
           "EfficientNet-Lite0?",
           "a list of 9 ints, from the stem to the last stage",
-          "layers.stage_outputs(backbone, torch.zeros(1, 3, 96, 96)) gives the maps; read .shape[-2].",
+          "stage_outputs(backbone, torch.zeros(1, 3, 96, 96)) gives the maps; read .shape[-2].",
           "Every stride-2 stage halves the map: 96 pixels become a 3x3 grid at the top, where "
           "each position summarises a large part of the image.")
 def _stage_heights(answer):
     import torch
 
-    from ..backbones import load_backbone
-    from ..layers import stage_outputs
+    from ...models.backbones import load_backbone
+    from ...models.stages import stage_outputs
 
     expected = [int(m.shape[-2]) for m in stage_outputs(load_backbone("efficientnet_lite0"),
                                                         torch.zeros(1, 3, 96, 96))]
@@ -32,7 +32,7 @@ def _stage_heights(answer):
           "The deep, wide stages hold most of the weights, while the early stages that compute the "
           "general features are tiny: freezing the bottom saves little memory but much compute.")
 def _heaviest_stage(answer):
-    from ..backbones import load_backbone
+    from ...models.backbones import load_backbone
 
     stages = load_backbone("efficientnet_lite0").stages
     counts = [sum(p.numel() for p in s.parameters()) for s in stages]

@@ -26,8 +26,8 @@ def _head_parameters(answer):
 def _bn_in_train_mode(answer):
     import torch
 
-    from .. import transfer
-    from ..backbones import load_backbone
+    from ...models import transfer
+    from ...models.backbones import load_backbone
 
     bb = load_backbone("efficientnet_lite0", image_size=64)
     model = transfer.TransferModel(bb, 2)

@@ -29,7 +29,7 @@ def _param_groups(answer, model=None):
           "transfer.count_parameters(model) returns (trainable, total).",
           "Only a fraction of the backbone trains: that is what keeps fine-tuning cheap and gentle.")
 def _trainable(answer, model=None, backbone=None):
-    from .. import transfer
+    from ...models import transfer
 
     transfer.unfreeze_top(backbone, 2)
     trainable, total = transfer.count_parameters(model)

@@ -25,7 +25,7 @@ def _missed(answer, probs=None, y=None):
           "Fewer bins average over wider confidence ranges: the ECE depends on this choice, so "
           "always report the number of bins with it.")
 def _ece(answer, probs=None, y=None):
-    from ..evaluation import reliability
+    from ...evaluation import reliability
 
     expected = reliability(np.asarray(probs), np.asarray(y), bins=5)["ece"]
     assert isinstance(answer, (float, np.floating)), f"expected a float, got {type(answer).__name__}."

@@ -7,14 +7,15 @@ from ..exercises import register
           "to 1152 channels?",
           "an int: the parameters of the two low-rank factors A (down) and B (up)",
           "A maps 192 channels to 8, B maps 8 channels to 1152; a 1x1 convolution without bias has "
-          "in x out weights. Or wrap the layer with efficient.LoRAConv2d and count what trains.",
+          "in x out weights. Or wrap the layer with LoRAConv2d and count what trains.",
           "Compare with the 192 x 1152 = 221,184 weights of the convolution itself: LoRA trains ~5% of them.")
 def _lora_parameters(answer):
     from torch import nn
 
-    from ..efficient import LoRAConv2d, trainable_count
+    from ...models.peft import LoRAConv2d
+    from ...models.transfer import count_parameters
 
-    expected = trainable_count(LoRAConv2d(nn.Conv2d(192, 1152, 1, bias=False), rank=8))
+    expected = count_parameters(LoRAConv2d(nn.Conv2d(192, 1152, 1, bias=False), rank=8))[0]
     assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."
     if answer == 192 * 1152:
         raise AssertionError("that is the size of the frozen convolution, not of its low-rank update.")
@@ -25,7 +26,7 @@ def _lora_parameters(answer):
           "A teacher outputs the logits [3.0, 1.0, -1.0]. What probability does it give to class 1 at "
           "temperature 4?",
           "a float between 0 and 1: softmax(logits / T)[1]",
-          "Divide the logits by T before the softmax: efficient.soft_targets(torch.tensor([...]), 4.0).",
+          "Divide the logits by T before the softmax: soft_targets(torch.tensor([...]), 4.0).",
           "At T=1 the same class gets only 0.117: the temperature lets the wrong classes speak.")
 def _soft_target(answer):
     import torch
@@ -42,13 +43,13 @@ def _soft_target(answer):
           "How many parameters does train_batchnorm_only leave trainable in Lite0's last stage, head_conv?",
           "an int: the BatchNorm scale and shift of every channel of that stage",
           "head_conv is a 1x1 convolution to 1280 channels followed by one BatchNorm; a BatchNorm has a "
-          "weight and a bias per channel. Or call efficient.train_batchnorm_only on (a copy of) it.",
+          "weight and a bias per channel. Or call train_batchnorm_only on (a copy of) it.",
           "A few thousand numbers per stage, against 410 k weights in its convolution.")
 def _batchnorm_parameters(answer):
     import copy
 
-    from ..backbones import load_backbone
-    from ..efficient import train_batchnorm_only
+    from ...models.backbones import load_backbone
+    from ...models.peft import train_batchnorm_only
 
     stage = copy.deepcopy(load_backbone("efficientnet_lite0", image_size=64).model.head_conv)
     expected = train_batchnorm_only(stage)
