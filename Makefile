@@ -14,10 +14,11 @@ NBVAL_WORKERS  ?= 2
 THREADS_ENV := OMP_NUM_THREADS=$(KERNEL_THREADS) OPENBLAS_NUM_THREADS=$(KERNEL_THREADS) MKL_NUM_THREADS=$(KERNEL_THREADS)
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout 900 -p no:cacheprovider \
           $(if $(filter-out 0,$(NBVAL_WORKERS)),-n $(NBVAL_WORKERS) --dist loadfile --no-loadscope-reorder)
-# Notebooks whose results depend on the data mode (hymenoptera vs the offline fallback digits_m).
-DATA_NOTEBOOKS ?= $(wildcard notebooks/0[7-9]_*.ipynb notebooks/1[0-9]_*.ipynb)
+# Notebooks whose results depend on the data mode (a real dataset vs the offline fallback): the one
+# list is each notebook's metadata (tl_course.data), read by `tl-course notebooks --data-dependent`.
+DATA_NOTEBOOKS = $(shell $(BIN)/tl-course notebooks --data-dependent)
 
-.PHONY: venv course test test-unit test-notebooks test-fallback lab student slides clean-data help
+.PHONY: venv course test test-unit test-notebooks test-fallback lab student slides execute clean-data help
 help:
 	@echo "make course         install into $(VENV)/ and execute every notebook into build/ (summary at the end)"
 	@echo "make test           install into $(VENV)/ and run unit tests + nbval over notebooks/"
@@ -58,8 +59,7 @@ student: venv
 
 # Slide metadata (RISE / jupyterlab-rise) on every notebook's title and sections; metadata only, no re-execution.
 slides: venv
-	$(BIN)/python -c "import nbformat,sys; from tl_course.notebooks import course_notebooks, mark_slides; \
-	[nbformat.write(nb, p) for p in course_notebooks() for nb in [nbformat.read(p, 4)] if mark_slides(nb)]"
+	$(BIN)/tl-course slides
 
 clean-data:
 	find data -mindepth 1 ! -name README.md -delete
@@ -67,6 +67,4 @@ clean-data:
 # Execute notebooks in place (fresh kernel, top to bottom, KERNEL_THREADS threads as in the tests) before
 # committing them: make execute NB=notebooks/01_*.ipynb
 execute: venv
-	@for nb in $(NB); do echo "executing $$nb"; \
-	  $(BIN)/python -c "import nbformat,sys; nb=nbformat.read(sys.argv[1],4); nb.metadata['kernelspec']={'name':'python3','display_name':'Python 3','language':'python'}; nbformat.write(nb,sys.argv[1])" "$$nb" && \
-	  env $(THREADS_ENV) $(BIN)/papermill --cwd notebooks -k python3 "$$nb" "$$nb" --log-level WARNING || exit 1; done
+	$(BIN)/tl-course execute --threads $(KERNEL_THREADS) $(NB)

@@ -44,7 +44,7 @@ def _longest_notebooks_first(items: list) -> None:
 def pytest_collection_modifyitems(session, config, items):
     if not getattr(config.option, "nbval", False):
         return
-    from tl_course.datasets import DATASETS
+    from tl_course.data import DATASETS
 
     status: dict[Path, bool] = {}
     for item in items:

@@ -173,7 +173,7 @@ def _digits_session_dir(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     try:
         mp.setenv("TL_COURSE_DATA", str(root))
-        from tl_course.datasets import load_dataset
+        from tl_course.data import load_dataset
 
         load_dataset("digits")
         load_dataset("digits_m")

@@ -1,4 +1,4 @@
-"""tl_course.backbones: the offline EfficientNet-Lite0, checkpoints of the wrong architecture, and
+"""tl_course.models.backbones: the registry, the offline EfficientNet-Lite0, checkpoints of the wrong architecture, and
 torchvision weights fetched (hash-checked) from a local HTTP server."""
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 import torch
 from torchvision import models
 
-from tl_course import backbones
-from tl_course.backbones import (BackboneUnavailable, CheckpointMismatch, backbone_table,
-                                 imagenet_classes, imagenet_top_k, load_backbone, load_checkpoint,
-                                 load_imagenet_classifier, map_state_dict, torchvision_checkpoint)
+from tl_course.models import backbones
+from tl_course.models.backbones import (BACKBONES, BackboneSpec, BackboneUnavailable, CheckpointMismatch,
+                                        Preprocessing, backbone_from, backbone_table, imagenet_classes, imagenet_top_k, load_backbone, load_checkpoint,
+                                        load_imagenet_classifier, map_state_dict, register_backbone,
+                                        torchvision_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_checkpoint_of_another_architecture_is_refused(resnet18_file):
     with pytest.raises(CheckpointMismatch, match="another architecture"):
         map_state_dict(load_checkpoint(resnet18_file), lite)
     with pytest.raises(CheckpointMismatch, match="another architecture"):
-        backbones._lite0_classifier(checkpoint=resnet18_file)
+        backbones.efficientnet_lite0(checkpoint=resnet18_file)
 
 
 def test_checkpoint_with_same_count_but_wrong_shapes_is_refused():
@@ -133,7 +134,7 @@ def test_file_that_is_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointMismatch, match="not a loadable PyTorch state dict"):
         load_checkpoint(bad)
     with pytest.raises(CheckpointMismatch):
-        backbones._lite0_classifier(checkpoint=bad)
+        backbones.efficientnet_lite0(checkpoint=bad)
 
 
 def test_truncated_checkpoint(tmp_path, resnet18_bytes):
@@ -165,7 +166,7 @@ def test_nested_state_dict_is_unwrapped(tmp_path):
 def test_corrupt_installed_lite0_is_detected(monkeypatch):
     monkeypatch.setattr(backbones, "LITE0_SHA256", "0" * 64)
     with pytest.raises(CheckpointMismatch, match="reinstall"):
-        backbones._lite0_classifier()
+        backbones.efficientnet_lite0()
 
 
 # --------------------------------------------------------------------------- torchvision weights
@@ -240,3 +241,54 @@ def test_backbone_table(tmp_path):
     rows = {r["name"]: r for r in backbone_table()}
     assert rows["resnet18"]["available offline now"] is True
     assert rows["resnet18"]["how"] == "cached in TORCH_HOME"
+
+
+# --------------------------------------------------------------------------- registry
+def test_registry_entries_are_specs():
+    assert list(BACKBONES) == ["efficientnet_lite0", "resnet18", "mobilenet_v3_large"]
+    for name, spec in BACKBONES.items():
+        assert isinstance(spec, BackboneSpec) and spec.name == name
+        assert isinstance(spec.preprocessing, Preprocessing) and isinstance(spec.weights_id(), str)
+    assert BACKBONES["efficientnet_lite0"].offline and not BACKBONES["resnet18"].offline
+    assert BACKBONES["efficientnet_lite0"].weights_id() == backbones.LITE0_SHA256
+
+
+@pytest.mark.parametrize("name,dim", [("efficientnet_lite0", 1280), ("resnet18", 512)])
+def test_architecture_without_pretrained_weights_needs_no_download(monkeypatch, name, dim):
+    monkeypatch.setenv("TL_COURSE_OFFLINE", "1")
+    monkeypatch.setattr(backbones, "torchvision_checkpoint", lambda *a, **k: pytest.fail("downloaded"))
+    monkeypatch.setattr(backbones, "lite0_checkpoint_path", lambda: pytest.fail("read the weights"))
+    spec = BACKBONES[name]
+    classifier = spec.classifier(False)
+    stages, feature_dim = spec.stages(classifier)
+    assert feature_dim == dim and all(isinstance(n, str) for n, _ in stages)
+    prep = Preprocessing(resize=40, crop=32, interpolation="bilinear")
+    bb = backbone_from(name, classifier, image_size=48, preprocessing=prep)
+    assert bb.preprocessing == prep and bb.image_size == 48 and bb.feature_dim == dim
+    assert backbone_from(name, spec.classifier(False)).preprocessing == spec.preprocessing
+    with torch.no_grad():
+        assert bb.model(torch.randn(1, 3, 32, 32)).shape == (1, dim)
+
+
+def test_register_backbone_decorator(monkeypatch):
+    monkeypatch.setattr(backbones, "BACKBONES", dict(BACKBONES))
+
+    def stages(c):
+        return [("conv", c[0]), ("relu", c[1])], 4
+
+    @register_backbone("toy", stages=stages, preprocessing=Preprocessing(), weights="none", paper_top1=1.0,
+                       offline=True, weights_id=lambda: "toy-v1")
+    def toy(pretrained: bool = True):
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+
+    assert backbones.BACKBONES["toy"].classifier is toy and "toy" not in BACKBONES
+    bb = load_backbone("toy")
+    assert bb.name == "toy" and len(bb.stages) == 2 and bb.weights_sha256 == "toy-v1"
+    assert bb.model(torch.randn(1, 3, 8, 8)).shape == (1, 4)
+
+
+def test_backbone_facts_without_weights():
+    facts = backbones.backbone_facts("resnet18", image_size=32, batch_size=2, batches=1)
+    assert facts["weights available"] is False  # the test's TORCH_HOME is empty
+    assert facts["parameters"] == 11_176_512 and facts["feature_dim"] == 512
+    assert facts["images_per_second"] > 0 and "download" in facts["how"]

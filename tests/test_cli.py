@@ -1,6 +1,8 @@
 """The ``tl-course`` command: ``info`` works offline, user errors exit 2 without a traceback."""
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -29,7 +31,8 @@ def test_unknown_dataset_exits_2_without_traceback(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "tl-course train: error: Unknown dataset 'no_such_dataset'" in err
     assert "Traceback" not in err
-    assert not (tmp_path / "run").exists()
+    # --out is checked (and created) before the data is loaded; nothing is written into it
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
 def test_missing_folder_exits_2(capsys, tmp_path):
@@ -78,8 +81,30 @@ def test_train_then_predict_on_a_three_class_folder(mode, tmp_path, image_folder
     assert metrics["n_train"] + metrics["n_val"] == 18
     capsys.readouterr()
     assert main(["predict", str(out), str(root / "red")]) == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.strip()]
-    assert len(lines) == 6
-    for line in lines:
-        path, label, prob = line.rsplit(",", 2)
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 6
+    for path, label, prob in rows:
         assert label in metrics["classes"] and 0.0 <= float(prob) <= 1.0
+
+
+def test_notebooks_lists_the_course_and_the_data_dependent_ones(capsys):
+    from pathlib import Path
+
+    assert main(["notebooks"]) == 0
+    every = capsys.readouterr().out.split()
+    assert every and all(p.endswith(".ipynb") for p in every)
+    assert main(["notebooks", "--data-dependent"]) == 0
+    names = [Path(p).name[:2] for p in capsys.readouterr().out.split()]
+    assert names == ["07", "08", "09", "10"]
+
+
+def test_run_refuses_to_overwrite_the_notebook_itself(tmp_path, capsys):
+    import nbformat
+
+    nb = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), str(nb))
+    before = nb.read_bytes()
+    assert main(["run", str(nb), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "would overwrite the notebook itself" in err and "Traceback" not in err
+    assert nb.read_bytes() == before

@@ -1,4 +1,4 @@
-"""tl_course.datasets: the registry, digits/digits_m, folder:<path>, hymenoptera (mirror, download)."""
+"""tl_course.data: the registry, digits/digits_m, folder:<path>, hymenoptera (mirror, download)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,17 +11,43 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tl_course import datasets
-from tl_course.datasets import (DatasetError, ImageDataset, dataset_table, load_dataset,
-                                load_dataset_or_fallback, load_image_folder, verify_tree)
+from tl_course.data import (DatasetError, ImageDataset, dataset_table, load_dataset, load_dataset_or_fallback,
+                            register_dataset)
+from tl_course.data import digits, hymenoptera, registry
+from tl_course.data.folder import load_image_folder
+from tl_course.data.manifest import MANIFESTS, read_manifest, verify_tree
 from tl_course.download import DownloadError
 
 
 # --------------------------------------------------------------------------- registry
+def test_register_dataset_names_and_prefixes(monkeypatch, image_folder):
+    monkeypatch.setattr(registry, "DATASETS", dict(registry.DATASETS))
+    monkeypatch.setattr(registry, "PREFIXES", dict(registry.PREFIXES))
+    calls = []
+
+    @register_dataset("toy", "a toy", "memory")
+    def toy(**kwargs):
+        calls.append(("toy", kwargs))
+        return "toy splits"
+
+    @register_dataset("shout:", "a prefix loader", "memory")
+    def shout(rest, **kwargs):
+        calls.append(("shout", rest, kwargs))
+        return rest.upper()
+
+    assert load_dataset("toy", seed=1) == "toy splits"
+    assert load_dataset("shout:hello", seed=2) == "HELLO"
+    assert calls == [("toy", {"seed": 1}), ("shout", "hello", {"seed": 2})]
+    assert "toy" in registry.DATASETS and "shout:" not in registry.DATASETS
+    assert "folder:" in registry.PREFIXES
+    with pytest.raises(DatasetError, match="'shout:<...>'"):
+        load_dataset("nope")
+
+
 def test_unknown_dataset_names_the_known_ones():
     with pytest.raises(DatasetError, match="Unknown dataset 'nope'") as info:
         load_dataset("nope")
-    assert "digits_m" in str(info.value) and "folder:<path>" in str(info.value)
+    assert "digits_m" in str(info.value) and "'folder:<...>'" in str(info.value)
 
 
 def test_dataset_table_rows():
@@ -83,11 +109,11 @@ def test_digits_m_differs_from_digits_with_same_labels(digits_cache):
 
 
 def test_blend_onto_photos_is_seeded():
-    digits = np.zeros((4, 32, 32, 3), dtype=np.uint8)
-    a, b = datasets.blend_onto_photos(digits, seed=3), datasets.blend_onto_photos(digits, seed=3)
-    c = datasets.blend_onto_photos(digits, seed=4)
+    black = np.zeros((4, 32, 32, 3), dtype=np.uint8)
+    a, b = digits.blend_onto_photos(black, seed=3), digits.blend_onto_photos(black, seed=3)
+    c = digits.blend_onto_photos(black, seed=4)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    assert a.shape == digits.shape and a.dtype == np.uint8
+    assert a.shape == black.shape and a.dtype == np.uint8
 
 
 def test_corrupt_generated_cache_is_rebuilt(digits_cache):
@@ -215,8 +241,10 @@ def test_non_image_files_are_ignored_and_reported(image_folder):
     (root / "b" / ".DS_Store").write_bytes(b"\0" * 10)  # hidden: silently skipped
     data = load_image_folder(root)
     assert len(data.train) + len(data.val) == 6
-    note = next(n for n in data.notes if "non-image" in n)
-    assert note.startswith("2 non-image file(s) ignored")
+    skipped = {Path(s["path"]).name: s["reason"] for s in data.skipped}
+    assert set(skipped) == {"notes.txt", "Thumbs.db"}  # each named, with its reason
+    assert "not an image" in skipped["notes.txt"]
+    assert sum("notes.txt" in n or "Thumbs.db" in n for n in data.notes) == 2
 
 
 def test_corrupt_image_is_skipped_with_a_warning(image_folder):
@@ -349,14 +377,19 @@ def _write_manifest(tree: Path, path: Path) -> Path:
 def fake_manifest(tmp_path, make_img, monkeypatch):
     """A fake hymenoptera tree under tmp_path/src and a manifest of it, patched in."""
     tree = _fake_hymenoptera(tmp_path / "src", make_img)
-    manifest = _write_manifest(tree, tmp_path / "fake.sha256")
-    monkeypatch.setattr(datasets, "HYMENOPTERA_MANIFEST", manifest)
-    monkeypatch.setattr(datasets, "HYMENOPTERA_URL", "http://127.0.0.1:9/unused.zip")
+    (tmp_path / "manifests").mkdir()
+    _write_manifest(tree, tmp_path / "manifests" / "hymenoptera_data.sha256")
+    monkeypatch.setattr(hymenoptera, "MANIFESTS", tmp_path / "manifests")
+    monkeypatch.setattr(hymenoptera, "HYMENOPTERA_URL", "http://127.0.0.1:9/unused.zip")
     return tree
 
 
+def _manifest() -> dict[str, str]:
+    return read_manifest(hymenoptera.MANIFESTS / "hymenoptera_data.sha256")
+
+
 def test_real_manifest_lists_the_official_set():
-    manifest = datasets._read_manifest()
+    manifest = read_manifest(MANIFESTS / "hymenoptera_data.sha256")
     assert len(manifest) == 398
     assert "hymenoptera_data/train/ants/ant photos.jpg" in manifest
     assert "hymenoptera_data/train/ants/imageNotFound.gif" in manifest
@@ -410,12 +443,32 @@ def test_mirror_with_a_missing_file_is_refused(tmp_path, fake_manifest, monkeypa
 
 
 def test_verify_tree_reports_every_problem(fake_manifest):
-    manifest = datasets._read_manifest()
+    manifest = _manifest()
     assert verify_tree(fake_manifest, manifest) == []
     (fake_manifest / "train" / "bees" / "bees 2.jpg").write_bytes(b"changed")
     (fake_manifest / "val" / "ants" / "ants 0.jpg").unlink()
     assert sorted(verify_tree(fake_manifest, manifest)) == [
         "changed hymenoptera_data/train/bees/bees 2.jpg", "missing hymenoptera_data/val/ants/ants 0.jpg"]
+
+
+def test_verify_tree_reports_extra_files_and_ignores_hidden_ones(fake_manifest):
+    manifest = _manifest()
+    (fake_manifest / "train" / "ants" / "stray.jpg").write_bytes(b"not in the manifest")
+    (fake_manifest / "notes.txt").write_text("x")
+    (fake_manifest / ".DS_Store").write_bytes(b"hidden")
+    (fake_manifest / "train" / ".cache").mkdir()
+    (fake_manifest / "train" / ".cache" / "thumb.jpg").write_bytes(b"hidden folder")
+    assert sorted(verify_tree(fake_manifest, manifest)) == [
+        "extra hymenoptera_data/notes.txt", "extra hymenoptera_data/train/ants/stray.jpg"]
+
+
+def test_mirror_with_an_extra_file_is_refused(tmp_path, fake_manifest, monkeypatch, make_img):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(fake_manifest, mirror / "hymenoptera_data")
+    make_img(mirror / "hymenoptera_data" / "train" / "bees" / "intruder.jpg", seed=5)
+    monkeypatch.setenv("TL_COURSE_MIRROR", str(mirror))
+    with pytest.raises(DatasetError, match="extra hymenoptera_data/train/bees/intruder.jpg"):
+        load_dataset("hymenoptera")
 
 
 def _zip_tree(tree: Path, archive: Path) -> bytes:
@@ -428,7 +481,7 @@ def _zip_tree(tree: Path, archive: Path) -> bytes:
 def test_hymenoptera_download_and_extract(tmp_path, fake_manifest, http_server, monkeypatch,
                                           isolated_env):
     url = http_server.add("hymenoptera_data.zip", _zip_tree(fake_manifest, tmp_path / "h.zip"))
-    monkeypatch.setattr(datasets, "HYMENOPTERA_URL", url)
+    monkeypatch.setattr(hymenoptera, "HYMENOPTERA_URL", url)
     data = load_dataset("hymenoptera")
     assert (len(data.train), len(data.val)) == (7, 6)
     assert data.classes == ["ants", "bees"]
@@ -446,8 +499,8 @@ def test_hymenoptera_download_not_matching_manifest(tmp_path, fake_manifest, htt
     other = _fake_hymenoptera(tmp_path / "other", make_img)
     make_img(other / "val" / "ants" / "ants 2.jpg", colour=(1, 1, 1), seed=4242)
     url = http_server.add("h.zip", _zip_tree(other, tmp_path / "h.zip"))
-    monkeypatch.setattr(datasets, "HYMENOPTERA_URL", url)
-    with pytest.raises(DatasetError, match="does not match the official hymenoptera set"):
+    monkeypatch.setattr(hymenoptera, "HYMENOPTERA_URL", url)
+    with pytest.raises(DatasetError, match="not the official hymenoptera set"):
         load_dataset("hymenoptera")
     assert not (isolated_env / "hymenoptera_data").exists()
     assert not (isolated_env / ".hymenoptera_extract").exists()
@@ -457,7 +510,7 @@ def test_hymenoptera_download_not_matching_manifest(tmp_path, fake_manifest, htt
 def test_hymenoptera_interrupted_download_leaves_nothing(tmp_path, fake_manifest, http_server,
                                                          monkeypatch, isolated_env):
     url = http_server.add("h.zip", _zip_tree(fake_manifest, tmp_path / "h.zip"), interrupted=True)
-    monkeypatch.setattr(datasets, "HYMENOPTERA_URL", url)
+    monkeypatch.setattr(hymenoptera, "HYMENOPTERA_URL", url)
     with pytest.raises(DownloadError, match="interrupted"):
         load_dataset("hymenoptera")
     leftovers = [p for p in isolated_env.rglob("*") if p.is_file()]
@@ -507,10 +560,10 @@ def test_failed_generation_leaves_no_cache(isolated_env):
         raise MemoryError("simulated failure while generating")
 
     with pytest.raises(MemoryError):
-        datasets._cached_arrays("broken-v1", build)
+        digits._cached_arrays("broken-v1", build)
     folder = isolated_env / "generated"
     assert not folder.exists() or list(folder.iterdir()) == []
-    arrays = datasets._cached_arrays("ok-v1", lambda: {"x": np.arange(3)})
+    arrays = digits._cached_arrays("ok-v1", lambda: {"x": np.arange(3)})
     assert arrays["x"].tolist() == [0, 1, 2]
     assert sorted(p.name for p in folder.iterdir()) == ["ok-v1.npz"]  # no temporary file left
 
@@ -538,3 +591,31 @@ def test_per_class_is_a_reproducible_stratified_draw(digits_cache):
     assert len(big.train) == len(data.train)
     with pytest.raises(ValueError, match="at least 1"):
         data.per_class(0)
+
+
+# --------------------------------------------------------------------------- types
+def test_content_hash_follows_the_bytes(tmp_path):
+    import time
+
+    from tl_course.data.types import content_hash
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"one")
+    assert content_hash(path) == hashlib.sha256(b"one").hexdigest()
+    path.write_bytes(b"two")  # same size, rewritten at once
+    assert content_hash(path) == hashlib.sha256(b"two").hexdigest()
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    assert content_hash(path) == content_hash(path) == hashlib.sha256(b"two").hexdigest()  # memoized
+    path.write_bytes(b"six")
+    os.utime(path, (old, old))  # same size and mtime: the change time still differs
+    assert content_hash(path) == hashlib.sha256(b"six").hexdigest()
+
+
+def test_dataset_splits_test_split_is_optional(digits_cache):
+    import dataclasses
+
+    data = load_dataset("digits")
+    assert data.test is None
+    with_test = dataclasses.replace(data, test=data.val.subset(range(10)))
+    assert len(with_test.test) == 10 and "test" in with_test.summary()

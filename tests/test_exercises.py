@@ -1,9 +1,9 @@
-"""tl_course.exercises: verdicts for no answer, wrong, right, and answers that crash the checker."""
+"""tl_course.course.exercises: verdicts for no answer, wrong, right, and answers that crash the checker."""
 from __future__ import annotations
 
 import pytest
 
-from tl_course.exercises import BEGIN, END, EXERCISES, Exercise, get_exercise, register
+from tl_course.course.exercises import BEGIN, END, EXERCISES, Exercise, get_exercise, register
 
 
 def _checker(answer):
@@ -89,7 +89,7 @@ def test_class_index_exercise():
 
 
 def _registered():
-    from tl_course.exercise_sets import load_all
+    from tl_course.course.exercise_sets import load_all
 
     load_all()
     return sorted(EXERCISES)

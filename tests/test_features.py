@@ -6,10 +6,14 @@ import dataclasses
 import pytest
 import torch
 
-from tl_course.backbones import load_backbone
-from tl_course.datasets import load_dataset, load_image_folder
-from tl_course.features import extract_features, feature_cache_path
-from tl_course.images import ImageError
+from torch import nn
+
+from tl_course import cache
+from tl_course.data import load_dataset
+from tl_course.data.folder import load_image_folder
+from tl_course.data.images import ImageError
+from tl_course.features import cached_views, extract_features, feature_cache_path, stage_features
+from tl_course.models.backbones import load_backbone
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +25,11 @@ def bb():
 def small(image_folder):
     root = image_folder({"a": 3, "b": 3}, size=(20, 16))
     return root, load_image_folder(root, check_images=False, val_fraction=0.34)
+
+
+@pytest.fixture
+def tiny(digits_cache):
+    return load_dataset("digits").val.subset(range(6))
 
 
 def _cache_files(isolated_env):
@@ -92,8 +101,20 @@ def test_corrupt_cache_file_is_recomputed(bb, small):
     path.write_bytes(b"not a torch file")
     X2, y2 = extract_features(bb, data.train, progress=False)
     torch.testing.assert_close(X1, X2)
-    blob = torch.load(path, weights_only=True)  # rewritten, valid
+    blob = cache.load(path)  # rewritten, valid (checksummed)
     assert torch.equal(blob["features"], X2) and torch.equal(blob["labels"], y2)
+    assert torch.load(path, weights_only=True)["format"].startswith("tl_course.cache/")
+
+
+def test_altered_cache_file_is_recomputed(bb, small):
+    _, data = small
+    X1, _ = extract_features(bb, data.train, progress=False)
+    path = feature_cache_path(bb, data.train)
+    blob = torch.load(path, weights_only=True)
+    blob["data"]["features"] = torch.zeros_like(blob["data"]["features"])  # checksum no longer matches
+    torch.save(blob, path)
+    X2, _ = extract_features(bb, data.train, progress=False)
+    torch.testing.assert_close(X1, X2)
 
 
 def test_inconsistent_cache_file_is_recomputed(bb, small):
@@ -101,7 +122,10 @@ def test_inconsistent_cache_file_is_recomputed(bb, small):
     path = feature_cache_path(bb, data.train)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"features": torch.zeros(1, 1280), "labels": torch.zeros(1, dtype=torch.long)}, path)
-    X, y = extract_features(bb, data.train, progress=False)
+    X, y = extract_features(bb, data.train, progress=False)  # a foreign file
+    assert X.shape[0] == len(data.train) and X.abs().sum() > 0
+    cache.save({"features": torch.zeros(1, 1280), "labels": torch.zeros(1, dtype=torch.long)}, path)
+    X, y = extract_features(bb, data.train, progress=False)  # well-formed, but the wrong number of rows
     assert X.shape[0] == len(data.train) and X.abs().sum() > 0
 
 
@@ -136,3 +160,115 @@ def test_in_memory_dataset(bb, digits_cache):
     val = load_dataset("digits").val.subset(range(6))
     X, y = extract_features(bb, val, progress=False)
     assert X.shape == (6, 1280) and y.tolist() == val.targets.tolist()
+
+
+# --------------------------------------------------------------------------- features after every stage
+@pytest.mark.parametrize("grid", [1, 4])
+def test_stage_features_shapes(bb, tiny, grid):
+    feats, y = stage_features(bb, tiny, grid=grid, progress=False)
+    sizes = [32, 32, 16, 8, 4, 4, 2, 2, 2]
+    channels = [32, 16, 24, 40, 80, 112, 192, 320, 1280]
+    assert [f.shape for f in feats] == [(6, c * min(grid, s) ** 2) for c, s in zip(channels, sizes)]
+    assert y.tolist() == tiny.targets.tolist()
+
+
+def test_stage_features_last_stage_matches_extract_features(bb, tiny):
+    feats, _ = stage_features(bb, tiny, progress=False)
+    X, _ = extract_features(bb, tiny, progress=False)
+    assert torch.allclose(feats[-1], X, atol=1e-5)
+
+
+def test_stage_features_cache_hit_and_corrupt_cache(bb, tiny, monkeypatch, isolated_env):
+    first, _ = stage_features(bb, tiny, progress=False)
+    (path,) = (p for p in (isolated_env / "features").glob("efficientnet_lite0-*.pt"))
+
+    def boom(*a, **k):
+        raise AssertionError("the cache should have been used")
+
+    with monkeypatch.context() as m:
+        m.setattr(bb.model, "forward", boom)
+        again, _ = stage_features(bb, tiny, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    path.write_bytes(b"not a torch file")
+    recomputed, _ = stage_features(bb, tiny, progress=False)
+    assert all(torch.allclose(a, b) for a, b in zip(first, recomputed))
+    stage_features(bb, tiny, grid=2, progress=False)  # another grid: another file
+    assert len(list((isolated_env / "features").glob("efficientnet_lite0-*.pt"))) == 2
+    stage_features(bb, tiny, grid=3, cache=False, progress=False)
+    assert len(list((isolated_env / "features").glob("efficientnet_lite0-*.pt"))) == 2
+
+
+def test_stage_features_rejects_bad_grid(bb, tiny):
+    with pytest.raises(ValueError, match="grid"):
+        stage_features(bb, tiny, grid=0, progress=False)
+
+
+# --------------------------------------------------------------------------- cached views
+def _tiny_backbone():
+    from collections import OrderedDict
+
+    from tl_course.models.backbones import Backbone, Preprocessing
+
+    torch.manual_seed(7)
+    stages = [("stem", nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU())),
+              ("block", nn.Sequential(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(6), nn.ReLU()))]
+    model = nn.Sequential(OrderedDict(stages + [("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)))]))
+    return Backbone("tiny", model.eval(), 6, Preprocessing(resize=36, crop=32, interpolation="bilinear"),
+                    [model.stem, model.block], "random", "tiny-weights")
+
+
+def _tiny_dataset(n=6):
+    import numpy as np
+
+    from tl_course.data import ImageDataset
+
+    rng = np.random.default_rng(0)
+    return ImageDataset(rng.integers(0, 255, (n, 40, 48, 3), dtype=np.uint8), np.arange(n) % 2, ["a", "b"])
+
+
+def test_cached_views_shapes_view0_and_cache(isolated_env):
+    bb, ds = _tiny_backbone(), _tiny_dataset()
+    v = cached_views(bb, ds, 1, views=3, student_size=8, seed=0, progress=False)
+    assert v.acts.shape == (3, 6, 4, 16, 16) and v.images.shape == (3, 6, 3, 8, 8)
+    assert v.images.dtype == torch.uint8 and torch.equal(v.labels, torch.tensor([0, 1, 0, 1, 0, 1]))
+    with torch.no_grad():   # view 0 is exactly the evaluation crop through the frozen bottom
+        ref = bb.model[:1](torch.stack([bb.transform(ds.image(i)) for i in range(len(ds))]))
+    assert torch.allclose(v.acts[0], ref, atol=1e-2)
+    assert not torch.allclose(v.acts[1], v.acts[0])           # random crops differ from view 0
+    assert v.student_inputs().shape == (18, 3, 8, 8) and v.all_labels().shape == (18,)
+    assert v.activations().shape == (18, 4, 16, 16)
+    files = list((isolated_env / "features").glob("tiny-acts1-*.pt"))
+    assert len(files) == 1
+    again = cached_views(bb, ds, 1, views=3, student_size=8, seed=0, progress=False)
+    assert torch.equal(again.acts, v.acts) and torch.equal(again.images, v.images)
+    fresh = cached_views(bb, ds, 1, views=3, student_size=8, seed=0, cache=False, progress=False)
+    assert torch.allclose(fresh.acts, v.acts, atol=1e-2) and torch.equal(fresh.images, v.images)  # reproducible
+    other = cached_views(bb, ds, 1, views=3, student_size=8, seed=1, progress=False)
+    assert torch.allclose(other.acts[0], v.acts[0]) and not torch.allclose(other.acts[1], v.acts[1])
+    assert len(list((isolated_env / "features").glob("tiny-acts1-*.pt"))) == 2
+
+
+def test_cached_views_leaves_global_rng_alone(isolated_env):
+    bb, ds = _tiny_backbone(), _tiny_dataset(2)
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    cached_views(bb, ds, 1, views=2, student_size=8, cache=False, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_cached_views_recomputes_a_corrupt_cache(isolated_env):
+    bb, ds = _tiny_backbone(), _tiny_dataset(2)
+    v = cached_views(bb, ds, 1, views=2, student_size=8, progress=False)
+    (path,) = list((isolated_env / "features").glob("tiny-acts1-*.pt"))
+    path.write_bytes(b"not a torch file")
+    again = cached_views(bb, ds, 1, views=2, student_size=8, progress=False)
+    assert torch.equal(again.acts, v.acts)
+
+
+def test_cached_views_restores_every_module_mode(isolated_env):
+    bb, ds = _tiny_backbone(), _tiny_dataset(2)
+    bb.model.stem[1].train()                      # a mixed state, restored as it was
+    before = [m.training for m in bb.model.modules()]
+    cached_views(bb, ds, 2, views=1, student_size=8, cache=False, progress=False)
+    assert [m.training for m in bb.model.modules()] == before

@@ -1,4 +1,4 @@
-"""tl_course.images: every odd file becomes an RGB image or a clear ImageError."""
+"""tl_course.data.images: every odd file becomes an RGB image or a clear ImageError."""
 from __future__ import annotations
 
 import io
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tl_course import images
-from tl_course.images import ImageError, is_image_file, load_image
+from tl_course.data import images
+from tl_course.data.images import ImageError, is_image_file, load_image
 
 
 def _assert_rgb(img, size=None):
@@ -146,16 +146,27 @@ def test_large_png_is_thumbnailed_keeping_aspect(tmp_path):
 
 def test_over_max_pixels_is_refused(tmp_path, monkeypatch):
     Image.new("RGB", (30, 30)).save(tmp_path / "big.png")
-    monkeypatch.setattr(images, "MAX_PIXELS", 100)
+    monkeypatch.setattr(images, "MAX_PIXELS", 500)  # 900 pixels: over the limit, under PIL's 2x error
     with pytest.raises(ImageError, match=r"30x30 pixels.*resize"):
         load_image(tmp_path / "big.png")
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     Image.new("RGB", (40, 40)).save(tmp_path / "bomb.png")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL warns above this, errors above 2x
-    with pytest.raises(ImageError, match="too large"):
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)  # PIL errors above 2x the limit, before decoding
+    with pytest.raises(ImageError, match="too large.*Resize it first"):
         load_image(tmp_path / "bomb.png")
+
+
+def test_the_course_limit_replaces_pils_and_pils_is_restored(tmp_path, monkeypatch):
+    Image.new("RGB", (40, 40)).save(tmp_path / "ok.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL alone would refuse this image
+    assert load_image(tmp_path / "ok.png").size == (40, 40)
+    assert Image.MAX_IMAGE_PIXELS == 100  # left as it was
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    with pytest.raises(ImageError):
+        load_image(tmp_path / "bad.png")
+    assert Image.MAX_IMAGE_PIXELS == 100  # also after an error
 
 
 def test_truncated_jpeg(tmp_path):

@@ -1,10 +1,10 @@
-"""tl_course.present: results are always computed outside PRESENT mode, replayed inside it when
+"""tl_course.course.present: results are always computed outside PRESENT mode, replayed inside it when
 the key and parameters match, and stored as plain data that loads with weights_only=True."""
 import numpy as np
 import pytest
 import torch
 
-from tl_course import present
+from tl_course.course import present
 
 
 @pytest.fixture(autouse=True)
@@ -73,4 +73,21 @@ def test_objects_are_refused_with_a_hint():
 def test_stored_files_load_with_weights_only():
     present.reuse("nb.cell", lambda: {"a": np.ones(2)}, seed=0)
     (f,) = present.results_dir().glob("nb.cell-*.pt")
-    assert torch.load(f, weights_only=True)["key"] == "nb.cell"
+    stored = torch.load(f, weights_only=True)
+    assert stored["data"]["key"] == "nb.cell"  # written by tl_course.cache.save (checksummed)
+    assert stored["format"].startswith("tl_course.cache/")
+
+
+def test_mistyped_metadata_is_recomputed(monkeypatch, capsys):
+    from tl_course import cache
+
+    compute, calls = counter([1, 2])
+    present.reuse("nb.cell", compute, seed=0)
+    (f,) = present.results_dir().glob("nb.cell-*.pt")
+    stored = cache.load(f)
+    assert f.parent == cache.cache_path("results", "nb.cell", "x").parent
+    stored["seconds"] = "fast"  # validly checksummed, but the wrong type
+    cache.save(stored, f)
+    monkeypatch.setenv("TL_COURSE_PRESENT", "1")
+    assert present.reuse("nb.cell", compute, seed=0) == [1, 2]
+    assert len(calls) == 2 and "recomputing" in capsys.readouterr().out

@@ -55,7 +55,7 @@ def test_device(monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_forcing_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("TL_COURSE_DEVICE", "cuda")
-    with pytest.raises(RuntimeError, match="TL_COURSE_DEVICE=cpu"):
+    with pytest.raises(settings.SettingsError, match="TL_COURSE_DEVICE=cpu"):
         settings.device()
 
 
@@ -64,3 +64,27 @@ def test_seed_everything():
     a = (random.random(), np.random.rand(), torch.rand(2).tolist())
     settings.seed_everything(11)
     assert (random.random(), np.random.rand(), torch.rand(2).tolist()) == a
+
+
+def test_threads_limits_torch_and_blas_then_restores():
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return {i["internal_api"]: i["num_threads"] for i in threadpool_info()}
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        before = blas()
+        with settings.threads(1):
+            assert torch.get_num_threads() == 1
+            assert all(n == 1 for n in blas().values())
+        assert torch.get_num_threads() == 2 and blas() == before
+        with pytest.raises(RuntimeError):
+            with settings.threads(1):
+                raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2 and blas() == before  # restored on errors too
+        with settings.threads(None):
+            assert torch.get_num_threads() == 2  # None changes nothing
+    finally:
+        torch.set_num_threads(previous)

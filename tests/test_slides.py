@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tl_course.notebooks import course_notebooks, mark_slides
+from tl_course.course.notebooks import course_notebooks, mark_slides
 
 NOTEBOOKS = course_notebooks(Path(__file__).resolve().parents[1] / "notebooks")
 

@@ -1,11 +1,11 @@
-"""The student edition (``tl_course.student``, ``tl-course student``) and the exercise layer.
+"""The student edition (``tl_course.course.student``, ``tl-course student``) and the exercise layer.
 
 What "every exercise works in both editions" means, and where each half is tested:
 
 - *the solution passes its check*: CI executes every instructor notebook top to bottom under nbval
   (``make test-notebooks``): each exercise cell runs its solution then ``ex.check(answer)``, and
   the committed output ("PASS ...") is compared. Here, in addition, each exercise cell
-  (:func:`tl_course.student.solution_cells`) is executed on its own, in a fresh namespace holding
+  (:func:`tl_course.course.student.solution_cells`) is executed on its own, in a fresh namespace holding
   only the notebook's parameters cell and its imports, and must print "PASS"; cells that need state
   computed earlier in the notebook (a ``NameError`` here) are skipped, nbval covers them.
 - *the student skeleton gets a helpful "not solved yet", never a crash*: for every registered
@@ -30,10 +30,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from tl_course.exercise_sets import load_all
-from tl_course.exercises import EXERCISES, Exercise, get_exercise
-from tl_course.notebooks import course_notebooks, run_notebook
-from tl_course.student import (StudentEditionError, solution_cells, student_notebook,
+from tl_course.course.exercise_sets import load_all
+from tl_course.course.exercises import EXERCISES, Exercise, get_exercise
+from tl_course.course.notebooks import course_notebooks, run_notebook
+from tl_course.course.student import (StudentEditionError, solution_cells, student_notebook,
                                student_source, write_student_edition)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def test_student_cell_runs_and_says_not_solved_yet(monkeypatch, capsys):
 def _instructor_notebook() -> nbformat.NotebookNode:
     """A small instructor notebook: teaching cell with output, instructor note, two exercises."""
     setup = new_code_cell(
-        "from tl_course.exercises import get_exercise, register\n\n"
+        "from tl_course.course.exercises import get_exercise, register\n\n"
         "@register('test.double', 'What is 2 * 21?', 'an int', 'multiply 2 by 21')\n"
         "def _(answer):\n    assert answer == 42, f'{answer} is not 42.'\n\n"
         "@register('test.pair', 'Return the pair (1, 2)', 'a tuple of two ints', 'a tuple literal')\n"

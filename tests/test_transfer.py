@@ -1,4 +1,4 @@
-"""tl_course.transfer: freezing, unfreezing the top N stages, heads, the frozen-BatchNorm fix,
+"""tl_course.models.transfer: freezing, unfreezing the top N stages, heads, the frozen-BatchNorm fix,
 parameter tables and per-part learning rates."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from tl_course.backbones import Backbone, Preprocessing
-from tl_course.transfer import (TransferModel, count_parameters, format_parameter_table, freeze,
-                                freeze_backbone, make_head, param_groups, parameter_table, unfreeze,
-                                unfreeze_top)
+from tl_course.models.backbones import Backbone, Preprocessing
+from tl_course.models.transfer import (TransferModel, count_parameters, format_parameter_table, freeze,
+                                       freeze_backbone, make_head, param_groups, parameter_table, unfreeze,
+                                       unfreeze_top)
 
 
 def _tiny_backbone() -> Backbone:
@@ -68,7 +68,7 @@ def test_unfreeze_top_invalid_n(n):
 
 
 def test_unfreeze_top_on_lite0():
-    from tl_course.backbones import load_backbone
+    from tl_course.models.backbones import load_backbone
 
     bb = load_backbone("efficientnet_lite0", image_size=64)
     unfreeze_top(bb, 2)

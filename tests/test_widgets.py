@@ -1,4 +1,4 @@
-"""tl_course.widgets: controls from plain specs, the Run button calls the wrapped function with the
+"""tl_course.course.widgets: controls from plain specs, the Run button calls the wrapped function with the
 chosen values, shows its output, and survives its errors."""
 import ipywidgets as W
 import matplotlib
@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from tl_course.widgets import control, explorer  # noqa: E402
+from tl_course.course.widgets import control, explorer  # noqa: E402
 
 
 def test_controls_from_specs():

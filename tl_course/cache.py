@@ -71,7 +71,9 @@ def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    _remove_orphans(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}",
+                                dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -80,6 +82,19 @@ def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary files of ``path`` left by a process that was killed while writing it
+    (their name carries the writer's process id), so they never pile up."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp{path.suffix}"):
+        try:
+            pid = int(tmp.name[len(path.name) + 2:].split(".", 1)[0])
+            os.kill(pid, 0)  # still running: its file is in use
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, OSError):
+            pass
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -110,7 +125,7 @@ def checksum(obj: Any) -> str:
         if isinstance(value, torch.Tensor):
             t = value.detach().cpu().contiguous()
             digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         elif isinstance(value, dict):
             digest.update(f"D{len(value)}".encode())
             for k in value:

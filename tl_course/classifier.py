@@ -32,7 +32,7 @@ import torch
 
 from . import cache, settings
 from .data import DatasetSplits, load_dataset
-from .data.images import ImageError, is_image_file, load_image
+from .data.images import ImageError, is_image_file, load_image, visible_files
 from .features import extract_activations, extract_features
 from .models import transfer
 from .models.backbones import BACKBONES, Backbone, CheckpointMismatch, Preprocessing, backbone_from, load_backbone
@@ -171,6 +171,9 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
     """
     if mode not in ("frozen", "finetune"):
         raise ValueError(f"mode must be 'frozen' or 'finetune', got {mode!r}.")
+    if image_size is not None and not 16 <= image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"image size must be between 16 and {MAX_IMAGE_SIZE} pixels, got {image_size} "
+                         "(leave it out for the backbone's own size).")
     recipe = recipe or Recipe()
     if epochs is not None:
         if epochs < 1:
@@ -186,10 +189,13 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
     if mode == "finetune":
         info.update(finetune(model, bb, splits, recipe, seed, progress))
     train_seconds = time.perf_counter() - start
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise ValueError("Training diverged: the model's weights became NaN or infinite. Lower the "
+                         "learning rate (or use --mode frozen); nothing was saved.")
     if mode == "frozen":  # the backbone is unchanged: the head's evaluation on cached features is exact
         val = {"accuracy": info["head_val_accuracy"], "loss": info["head_val_loss"]}
     else:
-        val = evaluate(model, splits.val.with_transform(bb.transform), batch_size=64)
+        val = evaluate(model, bb.preprocessed(splits.val), batch_size=64)
     trainable, total = transfer.count_parameters(model)
     metrics = {"val_accuracy": val["accuracy"], "val_loss": val["loss"],
                "train_seconds": train_seconds, "n_train": len(splits.train), "n_val": len(splits.val),
@@ -197,12 +203,13 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
                "image_size": image_size or bb.preprocessing.crop, "dataset": splits.name,
                "data_source": splits.source, "device": settings.device(),
                "trainable_parameters": trainable, "total_parameters": total,
+               "n_skipped": len(splits.skipped), "skipped": splits.skipped,
                "recipe": recipe.__dict__.copy(),
                **{k: v for k, v in info.items() if not k.endswith("history")}}
     if splits.test is not None:  # evaluated once, after every choice was made
         from .evaluation import scores
 
-        probs, y = predict_proba(model, splits.test.with_transform(bb.transform), batch_size=64)
+        probs, y = predict_proba(model, bb.preprocessed(splits.test), batch_size=64)
         metrics.update({f"test_{k}": v for k, v in scores(probs.numpy(), y.numpy()).items()})
         metrics["n_test"] = len(splits.test)
     clf = TrainedClassifier(model, bb, splits.classes, mode, metrics,
@@ -330,14 +337,15 @@ def load_classifier(model_dir: str | Path) -> TrainedClassifier:
 
 
 def expand_image_paths(paths) -> list[Path]:
-    """Image files named in ``paths``, folders expanded recursively (sorted).
+    """Image files named in ``paths``, folders expanded recursively (sorted; hidden files and
+    non-image files inside folders skipped, as in training).
 
     Usage: ``expand_image_paths(["photos/", "x.jpg"])``
     """
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
+            out += [q for q in visible_files(p) if is_image_file(q)]
         else:
             out.append(p)
     return out
@@ -364,7 +372,7 @@ def predict_paths(clf: TrainedClassifier, paths, errors: list | None = None, bat
 
     for path in files:
         try:
-            batch.append((path, load_image(path)))
+            batch.append((path, load_image(path, min_side=clf.backbone.resize_size)))
         except ImageError as exc:
             if errors is None:
                 raise

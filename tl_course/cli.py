@@ -189,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     from .data.images import ImageError
     from .download import DownloadError
     from .models.backbones import BackboneUnavailable, CheckpointMismatch
+    from .settings import SettingsError
 
     try:
         return args.fn(args)
     except (CliError, DatasetError, DownloadError, ImageError, BackboneUnavailable,
-            CheckpointMismatch, FileNotFoundError, ValueError, KeyError) as exc:
+            CheckpointMismatch, SettingsError, FileNotFoundError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"tl-course {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -109,45 +109,112 @@ def _check_member(name: str, target: Path) -> None:
                             f"written outside {target}. The archive is corrupt or malicious.")
 
 
-def extract_archive(archive: str | Path, target: str | Path) -> Path:
+MAX_EXTRACTED_BYTES = 2 * 1024 ** 3
+"""The default cap on what an archive may expand to (a zip bomb stops here, before anything is written)."""
+
+
+def _remove_stale_extractions(target: Path) -> None:
+    """Delete temporary extraction folders beside ``target`` left by a killed run: those whose
+    owner process (recorded inside) is gone."""
+    for tmp in target.parent.glob(f".{target.name}-*"):
+        marker = tmp / ".tl-course-extracting"
+        try:
+            pid = int(marker.read_text())
+            os.kill(pid, 0)  # the owner still runs: leave it alone
+            continue
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _members(archive: Path, target: Path, opened: list) -> list[tuple[str, int, object]]:
+    """``(name, size, open)`` of every regular file in a zip or tar archive, after refusing
+    unsafe entries (absolute paths, ``..``, links, devices); the archive handle goes to ``opened``."""
+    if zipfile.is_zipfile(archive):
+        zf = zipfile.ZipFile(archive)
+        opened.append(zf)
+        out = []
+        for info in zf.infolist():
+            _check_member(info.filename, target)
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise DownloadError(f"Refusing to extract symbolic link {info.filename!r}.")
+            if not info.is_dir():
+                out.append((info.filename, info.file_size, lambda info=info: zf.open(info)))
+        return out
+    if tarfile.is_tarfile(archive):
+        tf = tarfile.open(archive)
+        opened.append(tf)
+        out = []
+        for member in tf.getmembers():
+            _check_member(member.name, target)
+            if not (member.isfile() or member.isdir()):
+                raise DownloadError(f"Refusing to extract {member.name!r}: only plain files and "
+                                    "folders are allowed.")
+            if member.isfile():
+                out.append((member.name, member.size, lambda m=member: tf.extractfile(m)))
+        return out
+    raise DownloadError(f"{archive} is not a zip or tar archive (corrupt or incomplete download?).")
+
+
+def extract_archive(archive: str | Path, target: str | Path, *, expected: dict[str, str] | None = None,
+                    max_bytes: int = MAX_EXTRACTED_BYTES) -> Path:
     """Extract a .zip or .tar(.gz/.bz2/.xz) into ``target`` atomically and safely.
 
-    Every member is checked first; entries escaping ``target`` (``../``, absolute paths) and
-    links are refused with :class:`DownloadError`. Extraction goes to a temporary folder beside
-    ``target`` that is renamed into place only when complete, so a failure leaves nothing behind.
+    Before anything is written: entries escaping ``target`` (``../``, absolute paths) and links
+    are refused, and so is an archive announcing more than ``max_bytes`` in total (a zip bomb).
+    While writing, no member may grow beyond its announced size. With ``expected``
+    (``{member path: sha256}``, e.g. a dataset's manifest), only the listed members are
+    extracted, each checked against its digest as it streams; a member missing or different
+    refuses the whole archive. Extraction goes to a temporary folder beside ``target`` renamed
+    into place only when complete; temporary folders of killed earlier runs are removed first.
+    On any refusal :class:`DownloadError` says why and nothing is left behind.
 
-    Usage: ``extract_archive("data/hymenoptera_data.zip", "data/hymenoptera_extract")``
+    Usage: ``extract_archive("data/x.zip", "data/x_extracted", expected=manifest, max_bytes=10**8)``
     """
     archive, target = Path(archive), Path(target)
     if target.exists():
         raise DownloadError(f"{target} already exists; delete it to extract {archive.name} again.")
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_extractions(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    (tmp / ".tl-course-extracting").write_text(str(os.getpid()))
+    opened: list = []
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    _check_member(info.filename, target)
-                    if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                        raise DownloadError(f"Refusing to extract symbolic link {info.filename!r}.")
-                zf.extractall(tmp)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tf:
-                members = tf.getmembers()
-                for member in members:
-                    _check_member(member.name, target)
-                    if not (member.isfile() or member.isdir()):
-                        raise DownloadError(f"Refusing to extract {member.name!r}: only plain "
-                                            "files and folders are allowed.")
-                tf.extractall(tmp, members=members, filter="data")
-        else:
-            raise DownloadError(f"{archive} is not a zip or tar archive (corrupt or incomplete "
-                                "download?). Delete it and run again.")
+        members = _members(archive, target, opened)
+        if expected is not None:
+            names = {name for name, _, _ in members}
+            missing = sorted(set(expected) - names)
+            if missing:
+                raise DownloadError(f"{archive.name} lacks {len(missing)} expected file(s), e.g. "
+                                    f"{', '.join(missing[:3])}: it is not the official archive.")
+            members = [m for m in members if m[0] in expected]
+        total = sum(size for _, size, _ in members)
+        if total > max_bytes:
+            raise DownloadError(f"{archive.name} would expand to {total:,} bytes, more than the "
+                                f"{max_bytes:,} allowed: refusing it (corrupt, or an archive bomb).")
+        for name, size, open_member in members:
+            dest = tmp / PurePosixPath(name.replace("\\", "/"))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            digest, written = hashlib.sha256(), 0
+            with open_member() as src, open(dest, "wb") as out:
+                while block := src.read(1 << 20):
+                    written += len(block)
+                    if written > size:
+                        raise DownloadError(f"{archive.name}: {name} is larger than its header says: "
+                                            "refusing the archive.")
+                    digest.update(block)
+                    out.write(block)
+            if expected is not None and digest.hexdigest() != expected[name]:
+                raise DownloadError(f"{archive.name}: {name} differs from the official file "
+                                    "(sha256 mismatch): the archive is corrupt or was changed.")
+        (tmp / ".tl-course-extracting").unlink()
         os.replace(tmp, target)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DownloadError(f"{archive} could not be extracted ({exc}); it is probably corrupt. "
                             "Delete it and run again.") from exc
     finally:
+        for handle in opened:
+            handle.close()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -22,7 +22,7 @@ def predict_dataset(clf, dataset, batch_size: int = 64) -> tuple[np.ndarray, np.
 
     Usage: ``probs, y = predict_dataset(clf, data.val)``
     """
-    probs, y = predict_proba(clf.model, dataset.with_transform(clf.backbone.transform), batch_size)
+    probs, y = predict_proba(clf.model, clf.backbone.preprocessed(dataset), batch_size)
     return probs.numpy(), y.numpy()
 
 

@@ -40,6 +40,33 @@ def feature_cache_path(backbone, dataset) -> Path:
     return disk.cache_path("features", backbone.name, "features", backbone.cache_key(), dataset.fingerprint())
 
 
+def preprocessed_batches(backbone, dataset, batch_size: int = 32):
+    """``(x, y)`` batches of ``dataset`` under ``backbone``'s evaluation preprocessing, in order.
+    Images are decoded (at reduced size, see ``Backbone.preprocessed``) in a background thread
+    one batch ahead, so decoding overlaps the forward pass of the batch before (PIL releases the
+    interpreter lock while it decodes and resizes).
+
+    Usage: ``for x, y in preprocessed_batches(bb, data.val): ...``
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    ds = backbone.preprocessed(dataset)
+
+    def load(start: int):
+        items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
+        return torch.stack([x for x, _ in items]), torch.as_tensor([y for _, y in items], dtype=torch.long)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+        pending = deque()
+        for start in range(0, len(ds), batch_size):
+            pending.append(pool.submit(load, start))
+            if len(pending) > 1:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _rows(n: int, dim: int | None = None):
     """A cache check: ``features`` has ``n`` rows (of width ``dim``), labels ``n`` entries, all finite."""
     def check(blob) -> bool:
@@ -51,8 +78,7 @@ def _rows(n: int, dim: int | None = None):
 
 @torch.inference_mode()
 def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = True,
-                     progress: bool = True, device: str | None = None,
-                     num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                     progress: bool = True, device: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(N, backbone.feature_dim)`` and labels ``(N,)`` of every image in ``dataset``,
     computed with the backbone in eval mode and its own preprocessing, cached on disk
     (``cache=False``: computed, neither read nor written).
@@ -68,11 +94,11 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
     model = backbone.model.to(device)
     was_training = model.training
     model.eval()
-    loader = torch.utils.data.DataLoader(dataset.with_transform(backbone.transform),
-                                         batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, labels = [], []
+    batches = preprocessed_batches(backbone, dataset, batch_size)
     try:
-        for x, y in tqdm(loader, desc=f"features {backbone.name}", disable=not progress, unit="batch"):
+        for x, y in tqdm(batches, desc=f"features {backbone.name}", disable=not progress, unit="batch",
+                         total=-(-len(dataset) // batch_size)):
             feats.append(model(x.to(device)).float().cpu())
             labels.append(y)
     finally:
@@ -115,14 +141,13 @@ def stage_features(backbone, dataset, *, grid: int = 1, batch_size: int = 64, ca
     model = backbone.model.to(device)
     was_training = model.training
     model.eval()
-    loader = torch.utils.data.DataLoader(dataset.with_transform(backbone.transform),
-                                         batch_size=batch_size, shuffle=False)
     per_stage: list[list[torch.Tensor]] = [[] for _ in backbone.stages]
     labels = []
     try:
         with capture_stage_outputs(backbone) as caught:
-            for x, y in tqdm(loader, desc=f"stage features {backbone.name}", disable=not progress,
-                             unit="batch"):
+            for x, y in tqdm(preprocessed_batches(backbone, dataset, batch_size), disable=not progress,
+                             desc=f"stage features {backbone.name}", unit="batch",
+                             total=-(-len(dataset) // batch_size)):
                 model(x.to(device))
                 for i, t in enumerate(caught):
                     per_stage[i].append(_pool(t.float(), grid).cpu())
@@ -147,6 +172,7 @@ def _bottom_views(backbone, dataset, stage: int, transforms: list, key: tuple, *
     Returns ``{"acts": (V, N, C, H, W), "labels": (N,)[, "images": (V, N, 3, s, s)]}``, cached."""
     n, views = len(dataset), len(transforms)
     path = disk.cache_path("features", f"{backbone.name}-acts{stage}", *key, stage, views, seed, half,
+                           f"decode>={backbone.resize_size}",
                             backbone.cache_key(), dataset.fingerprint())
     if cache:
         hit = disk.load(path, check=lambda b: tuple(b["acts"].shape[:2]) == (views, n)
@@ -162,7 +188,8 @@ def _bottom_views(backbone, dataset, stage: int, transforms: list, key: tuple, *
         with torch.random.fork_rng(devices=[]):
             for v, transform in enumerate(transforms):
                 torch.manual_seed(seed * 1000 + v)  # the random augmentations of view v
-                loader = torch.utils.data.DataLoader(dataset.with_transform(transform), batch_size=batch_size)
+                loader = torch.utils.data.DataLoader(dataset.with_transform(transform, min_side=backbone.resize_size),
+                                                     batch_size=batch_size)
                 maps, small, ys = [], [], []
                 for x, y in tqdm(loader, desc=f"{backbone.name}[:{stage}] view {v + 1}/{views}",
                                  disable=not progress, unit="batch"):

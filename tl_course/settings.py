@@ -31,6 +31,10 @@ import numpy as np
 _TRUE = {"1", "true", "yes", "on"}
 
 
+class SettingsError(ValueError):
+    """An environment variable of the course set to something unusable, with what to do instead."""
+
+
 def project_root() -> Path | None:
     """The source checkout this package lives in, or None when installed as a plain package.
 
@@ -52,7 +56,16 @@ def data_dir() -> Path:
         path = project_root() / "data"
     else:
         path = Path.home() / ".cache" / "tl_course"
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"TL_COURSE_DATA={path} is a file; point it at a folder (it is created if missing).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"Cannot create the data folder {path} ({exc.strerror or exc}); set "
+                            "TL_COURSE_DATA to a folder you can write to.") from None
+    if not os.access(path, os.W_OK):
+        raise SettingsError(f"The data folder {path} is not writable; set TL_COURSE_DATA to a folder "
+                            "you can write to.")
     return path.resolve()
 
 
@@ -84,9 +97,14 @@ def device() -> str:
 
     forced = os.environ.get("TL_COURSE_DEVICE", "").strip().lower()
     if forced:
+        import re
+
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", forced):
+            raise SettingsError(f"TL_COURSE_DEVICE={forced!r} is not a device: use 'cpu', 'cuda' or "
+                                "'cuda:N', or unset it.")
         if forced.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("TL_COURSE_DEVICE asks for CUDA but no CUDA device is available; "
-                               "unset it or set TL_COURSE_DEVICE=cpu.")
+            raise SettingsError("TL_COURSE_DEVICE asks for CUDA but no CUDA device is available; "
+                                "unset it or set TL_COURSE_DEVICE=cpu.")
         return forced
     return "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -114,7 +114,9 @@ def run_course(out_dir: str | Path = "build/course", notebooks: list[Path] | Non
 def execute_in_place(notebook: str | Path, threads: int = 1) -> float:
     """Execute a course notebook top to bottom in a fresh kernel, in place (the way committed
     outputs are made): the kernel declared as ``python3``, ``threads`` threads for PyTorch, OpenMP
-    and BLAS (training results depend on it; the tests use 1). Returns the seconds taken.
+    and BLAS (training results depend on it; the tests use 1). Returns the seconds taken. The
+    notebook is replaced only when every cell ran: on an error it is left as it was, and the
+    failed copy (with papermill's error marker) is kept beside it as ``.NAME.failed.ipynb``.
 
     Usage: ``execute_in_place("notebooks/01_why_transfer.ipynb")``
     """
@@ -128,15 +130,26 @@ def execute_in_place(notebook: str | Path, threads: int = 1) -> float:
         raise FileNotFoundError(f"Notebook not found: {notebook}")
     nb = nbformat.read(str(path), as_version=4)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(path))
+    staged = path.with_name(f".{path.stem}.executing.ipynb")
+    failed = path.with_name(f".{path.stem}.failed.ipynb")
+    nbformat.write(nb, str(staged))
     names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     saved = {k: os.environ.get(k) for k in names}
     os.environ.update({k: str(threads) for k in names})  # inherited by the kernel
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(path), str(path), cwd=str(path.parent), kernel_name="python3",
+        pm.execute_notebook(str(staged), str(staged), cwd=str(path.parent), kernel_name="python3",
                             progress_bar=False, log_output=False,
                             extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        done = nbformat.read(str(staged), as_version=4)
+        done.metadata.get("papermill", {}).update(input_path=path.name, output_path=path.name)
+        nbformat.write(done, str(staged))
+        os.replace(staged, path)
+        failed.unlink(missing_ok=True)
+    except BaseException:
+        if staged.exists():
+            os.replace(staged, failed)
+        raise
     finally:
         for k, v in saved.items():
             if v is None:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import ImageError, is_image_file, load_image
+from .images import ImageError, is_image_file, load_image, visible_files
 from .registry import register_dataset
 from .types import DatasetError, DatasetSplits, ImageDataset
 
 
-def _scan_classes(root: Path) -> tuple[list[Path], list[int], list[str], list[Path]]:
+def _scan_classes(root: Path) -> tuple[list[Path], list[int], list[str], list[dict]]:
     if not root.exists():
         raise DatasetError(f"Folder not found: {root}. Check the path (relative paths start at "
                            f"{Path.cwd()}).")
@@ -34,9 +34,10 @@ def _scan_classes(root: Path) -> tuple[list[Path], list[int], list[str], list[Pa
                            f"e.g. {root}/cats/1.jpg and {root}/dogs/2.jpg.{extra}")
     samples, targets, skipped = [], [], []
     for label, d in enumerate(class_dirs):
-        files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = visible_files(d)
         images = [p for p in files if is_image_file(p)]
-        skipped += [p for p in files if not is_image_file(p)]
+        skipped += [{"path": str(p), "reason": f"not an image file ({p.suffix or 'no extension'})"}
+                    for p in files if not is_image_file(p)]
         if not images:
             raise DatasetError(f"Class folder {d} contains no images ({', '.join(e for e in sorted({p.suffix for p in files}) if e) or 'it is empty'}). "
                                "Add images or remove the folder.")
@@ -49,7 +50,7 @@ def _scan_classes(root: Path) -> tuple[list[Path], list[int], list[str], list[Pa
     return samples, targets, classes, skipped
 
 
-def _drop_unreadable(samples: list[Path], targets: list[int]) -> tuple[list[Path], list[int], list[str]]:
+def _drop_unreadable(samples: list[Path], targets: list[int]) -> tuple[list[Path], list[int], list[dict]]:
     keep_s, keep_t, bad = [], [], []
     for path, label in zip(samples, targets):
         try:
@@ -57,25 +58,25 @@ def _drop_unreadable(samples: list[Path], targets: list[int]) -> tuple[list[Path
             keep_s.append(path)
             keep_t.append(label)
         except ImageError as exc:
-            bad.append(str(exc))
+            bad.append({"path": str(path), "reason": str(exc)})
     return keep_s, keep_t, bad
 
 
-def _image_folder(root: Path, check_images: bool) -> tuple[ImageDataset, list[str]]:
+def _image_folder(root: Path, check_images: bool) -> tuple[ImageDataset, list[str], list[dict]]:
     samples, targets, classes, skipped = _scan_classes(root)
-    notes = []
-    if skipped:
-        notes.append(f"{len(skipped)} non-image file(s) ignored in {root}, e.g. {skipped[0].name}")
     if check_images:
         samples, targets, bad = _drop_unreadable(samples, targets)
         if bad:
-            notes.append(f"{len(bad)} unreadable image(s) skipped: " + "; ".join(bad[:3]))
-            warnings.warn(notes[-1], stacklevel=3)
+            warnings.warn(f"{len(bad)} unreadable image(s) skipped under {root}: "
+                          + "; ".join(b["path"] for b in bad), stacklevel=3)
+        skipped += bad
+    notes = [f"skipped {s['path']}: {s['reason']}" for s in skipped]
+    if check_images:
         missing = set(range(len(classes))) - set(targets)
         if missing:
             raise DatasetError(f"No readable image left in class folder(s) "
                                f"{', '.join(classes[i] for i in sorted(missing))} under {root}.")
-    return ImageDataset(samples, targets, classes, root=root), notes
+    return ImageDataset(samples, targets, classes, root=root), notes, skipped
 
 
 @register_dataset("folder:", "any ImageFolder of yours (class_name/image.jpg)", "your disk")
@@ -85,21 +86,21 @@ def load_image_folder(path: str | Path, val_fraction: float = 0.25, seed: int = 
 
     Without ``train/`` and ``val/`` subfolders, a deterministic stratified split keeps
     ``val_fraction`` of each class for validation. Non-image files are ignored and unreadable
-    images skipped, both reported in ``notes``; a missing or empty folder, a class without
+    images skipped, each named with its reason in ``notes`` and ``skipped``; a missing or empty folder, a class without
     images or a single class raise :class:`DatasetError`.
 
     Usage: ``data = load_image_folder("~/photos")`` or ``load_dataset("folder:~/photos")``
     """
     root = Path(path).expanduser().resolve()
     if (root / "train").is_dir() and (root / "val").is_dir():
-        train, n1 = _image_folder(root / "train", check_images)
-        val, n2 = _image_folder(root / "val", check_images)
+        train, n1, s1 = _image_folder(root / "train", check_images)
+        val, n2, s2 = _image_folder(root / "val", check_images)
         if train.classes != val.classes:
             raise DatasetError(f"train/ and val/ under {root} have different class folders: "
                                f"{train.classes} vs {val.classes}.")
         return DatasetSplits(f"folder:{root}", train, val, train.classes,
-                             f"folder {root} (train/ and val/)", n1 + n2)
-    full, notes = _image_folder(root, check_images)
+                             f"folder {root} (train/ and val/)", n1 + n2, skipped=s1 + s2)
+    full, notes, skipped = _image_folder(root, check_images)
     counts = np.bincount(full.targets)
     if counts.min() < 2:
         small = [c for c, n in zip(full.classes, counts) if n < 2]
@@ -113,4 +114,4 @@ def load_image_folder(path: str | Path, val_fraction: float = 0.25, seed: int = 
     notes.append(f"no train/ and val/ subfolders: stratified split, {len(va)} of {len(full)} "
                  f"images held out for validation (seed {seed})")
     return DatasetSplits(f"folder:{root}", full.subset(sorted(tr)), full.subset(sorted(va)),
-                         full.classes, f"folder {root}", notes)
+                         full.classes, f"folder {root}", notes, skipped=skipped)

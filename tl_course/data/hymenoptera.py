@@ -15,13 +15,15 @@ import shutil
 from pathlib import Path
 
 from .. import settings
-from ..download import download, extract_archive
+from ..download import DownloadError, download, extract_archive
 from .folder import load_image_folder
 from .manifest import MANIFESTS, read_manifest, verify_tree
 from .registry import register_dataset
 from .types import DatasetError, DatasetSplits
 
 HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
+MAX_BYTES = 100 * 1024 ** 2
+"""What the archive may expand to: the official set is 47.4 MB."""
 
 
 def _hymenoptera_candidates() -> list[tuple[Path, str]]:
@@ -56,17 +58,21 @@ def _fetch_hymenoptera() -> tuple[Path, str]:
     target = settings.data_dir() / "hymenoptera_data"
     archive = download(HYMENOPTERA_URL, settings.data_dir() / "downloads" / "hymenoptera_data.zip",
                        offline_hint=hint)
+    # The archive's own sha256 is not published: every member is checked against the manifest
+    # as it is extracted (and nothing beyond the manifest's files is written), so a truncated,
+    # altered or oversized archive is refused, and deleted, before it can be used.
     staging = settings.data_dir() / ".hymenoptera_extract"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        extract_archive(archive, staging)
+        extract_archive(archive, staging, expected=manifest, max_bytes=MAX_BYTES)
         problems = verify_tree(staging / "hymenoptera_data", manifest)
         if problems:
-            archive.unlink(missing_ok=True)
-            raise DatasetError(f"The downloaded archive does not match the official hymenoptera "
-                               f"set ({len(problems)} problem(s), e.g. {', '.join(problems[:3])}); "
-                               f"it was deleted. Run again to retry. {hint}")
+            raise DownloadError(f"{len(problems)} problem(s), e.g. {', '.join(problems[:3])}")
         os.replace(staging / "hymenoptera_data", target)
+    except DownloadError as exc:
+        archive.unlink(missing_ok=True)
+        raise DatasetError(f"The downloaded archive is not the official hymenoptera set ({exc}); it "
+                           f"was deleted. Run again to retry. {hint}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target, f"download from {HYMENOPTERA_URL} (verified)"

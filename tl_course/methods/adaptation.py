@@ -28,7 +28,13 @@ from torch import nn
 from ..probe import as_numpy
 
 
-class _GradReverse(torch.autograd.Function):
+class GradReverse(torch.autograd.Function):
+    """The gradient reversal layer as an autograd function: identity forward, ``-lambd`` times the
+    gradient backward. Use it through :func:`grad_reverse`.
+
+    Usage: ``GradReverse.apply(x, 1.0)``
+    """
+
     @staticmethod
     def forward(ctx, x, lambd):
         ctx.lambd = lambd
@@ -45,7 +51,7 @@ def grad_reverse(x: torch.Tensor, lambd: float = 1.0) -> torch.Tensor:
 
     Usage: ``domain_logits = domain_head(grad_reverse(features, lambd))``
     """
-    return _GradReverse.apply(x, float(lambd))
+    return GradReverse.apply(x, float(lambd))
 
 
 class GradientReversal(nn.Module):

@@ -92,7 +92,7 @@ def make_selection_bias_1d(n_population: int = 2000, n_test: int = 1000, noise: 
 
 
 # --------------------------------------------------------------------------- importance weights
-def domain_classifier(X_source, X_target, C: float = 1.0, degree: int = 1, seed: int = 0):
+def domain_classifier(C: float = 1.0, degree: int = 1, seed: int = 0):
     """A logistic regression telling source (0) from target (1) points, on standardised (and,
     for ``degree > 1``, polynomial) features: an unfitted scikit-learn pipeline.
 

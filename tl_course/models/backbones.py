@@ -113,6 +113,20 @@ class Backbone:
         """Augmented training preprocessing at this backbone's image size."""
         return self.preprocessing.train_transform(self.image_size)
 
+    @property
+    def resize_size(self) -> int:
+        """The shorter side images are resized to before the centre crop (256 for a 224 crop)."""
+        crop = self.image_size or self.preprocessing.crop
+        return int(round(crop * self.preprocessing.resize / self.preprocessing.crop))
+
+    def preprocessed(self, dataset):
+        """``dataset`` with this backbone's evaluation preprocessing, its JPEGs decoded at the
+        reduced size the preprocessing needs (see ``ImageDataset.with_transform``).
+
+        Usage: ``evaluate(model, bb.preprocessed(data.val))``
+        """
+        return dataset.with_transform(self.transform, min_side=self.resize_size)
+
     def cache_key(self) -> str:
         """Identifies weights + preprocessing: part of the feature-cache key."""
         return f"{self.name}|{self.weights_sha256}|{self.preprocessing.key(self.image_size)}"

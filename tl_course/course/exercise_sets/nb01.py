@@ -1,15 +1,9 @@
 """Exercises of notebook 01 (why transfer? scratch vs pretrained)."""
+from .. import asserts
 from ..exercises import register
 from ...probe import probe_accuracy
 from ...models.transfer import truncate_backbone
 
-
-def _as_float(answer) -> float:
-    assert isinstance(answer, (int, float)) and not isinstance(answer, bool) or hasattr(answer, "item"), \
-        f"expected a number (an accuracy between 0 and 1), got {type(answer).__name__}."
-    value = float(answer)
-    assert 0.0 <= value <= 1.0, f"{value} is not an accuracy: it should lie between 0 and 1."
-    return value
 
 
 @register("01.whole_backbone",
@@ -27,16 +21,16 @@ def _whole_backbone(answer):
     from ...features import extract_features
     from ...data import few_shot_indices
 
-    value = _as_float(answer)
+    value = asserts.accuracy(answer)
     data = load_dataset("digits_m")
     whole = load_backbone("efficientnet_lite0", image_size=64)
     W_train, y_train = extract_features(whole, data.train, progress=False)
     W_val, y_val = extract_features(whole, data.val, progress=False)
     idx = few_shot_indices(y_train, 5, seed=0)
     expected = probe_accuracy(W_train[idx], y_train[idx], W_val, y_val)
-    assert abs(value - expected) < 0.01, (
+    asserts.close(value, expected, 0.01, (
         f"{value:.3f} is not what the whole network gives with these 5 examples per class; "
-        "check the image size (64), the seed of few_shot_indices (0) and that you used all stages.")
+        "check the image size (64), the seed of few_shot_indices (0) and that you used all stages."))
 
 
 @register("01.one_shot_nearest",
@@ -57,7 +51,7 @@ def _one_shot_nearest(answer):
     from ...features import extract_features
     from ...data import few_shot_indices
 
-    value = _as_float(answer)
+    value = asserts.accuracy(answer)
     data = load_dataset("digits_m")
     backbone = truncate_backbone(load_backbone("efficientnet_lite0", image_size=64), 6)
     F_train, y_train = extract_features(backbone, data.train, progress=False)
@@ -65,6 +59,6 @@ def _one_shot_nearest(answer):
     idx = few_shot_indices(y_train, 1, seed=0)
     nearest = torch.cdist(F_val.double(), F_train[idx].double()).argmin(1)
     expected = float((y_train[idx][nearest] == y_val).float().mean())
-    assert abs(value - expected) < 0.005, (
+    asserts.close(value, expected, 0.005, (
         f"{value:.3f} is not the 1-NN accuracy on these features; use the 6-stage features at image "
-        "size 64, one example per class drawn with seed 0, and Euclidean distance.")
+        "size 64, one example per class drawn with seed 0, and Euclidean distance."))

@@ -1,4 +1,5 @@
 """Exercises of notebook 02 (inductive transfer: reuse, multi-task, self-taught learning)."""
+from .. import asserts
 from ..exercises import register
 from ...probe import probe_accuracy
 from ...data import image_tensors, split_indices
@@ -6,13 +7,6 @@ from ...train import predict
 
 IMAGE_SIZE = 16
 
-
-def _accuracy_value(answer) -> float:
-    assert isinstance(answer, (int, float)) and not isinstance(answer, bool) or hasattr(answer, "item"), \
-        f"expected a number (an accuracy between 0 and 1), got {type(answer).__name__}."
-    value = float(answer)
-    assert 0.0 <= value <= 1.0, f"{value} is not an accuracy: it should lie between 0 and 1."
-    return value
 
 
 def _digits_16():
@@ -40,15 +34,15 @@ def _pca_self_taught(answer):
 
     from ...data import few_shot_indices
 
-    value = _accuracy_value(answer)
+    value = asserts.accuracy(answer)
     X_train, y_train, X_val, y_val, pool_a, pool_b = _digits_16()
     pca = PCA(n_components=32, random_state=0).fit(X_train[pool_a].flatten(1).numpy())
     P_train, P_val = pca.transform(X_train.flatten(1).numpy()), pca.transform(X_val.flatten(1).numpy())
     idx = pool_b[few_shot_indices(y_train[pool_b], 5, seed=0)]
     expected = probe_accuracy(P_train[idx], y_train[idx], P_val, y_val)
-    assert abs(value - expected) < 0.01, (
+    asserts.close(value, expected, 0.01, (
         f"{value:.3f} is not what PCA-32 gives here; fit the PCA on pool A only, with 32 components "
-        "and random_state=0, and draw 5 examples per digit from pool B with seed 0.")
+        "and random_state=0, and draw 5 examples per digit from pool B with seed 0."))
 
 
 @register("02.reuse_new_labelling",
@@ -66,7 +60,7 @@ def _reuse_new_labelling(answer):
 
     assert isinstance(answer, dict) and {"trunk", "accuracy"} <= set(answer), \
         'expected a dict with the keys "trunk" and "accuracy".'
-    trunk, value = answer["trunk"], _accuracy_value(answer["accuracy"])
+    trunk, value = answer["trunk"], asserts.accuracy(answer["accuracy"])
     assert isinstance(trunk, nn.Module), "answer['trunk'] should be the trunk module (digit_model.features)."
     X_train, y_train, X_val, y_val, pool_a, pool_b = _digits_16()
     big_train, big_val = (y_train >= 5).long(), (y_val >= 5).long()

@@ -1,13 +1,9 @@
 """Exercises of notebook 03 (domain adaptation: importance weights, CORAL, DANN)."""
+from .. import asserts
 from ..exercises import register
 from ...models.transfer import truncate_backbone
 from ...methods.adaptation import coral_loss, dann_lambda, grad_reverse
 
-
-def _number(answer) -> float:
-    assert isinstance(answer, (int, float)) and not isinstance(answer, bool) or hasattr(answer, "item"), \
-        f"expected a number, got {type(answer).__name__}."
-    return float(answer)
 
 
 @register("03.grl_gradient",
@@ -22,7 +18,7 @@ def _grl_gradient(answer):
     import torch
 
     
-    value = _number(answer)
+    value = asserts.number(answer)
     x = torch.zeros(4, requires_grad=True)
     grad_reverse(x, dann_lambda(0.5)).sum().backward()
     expected = float(x.grad[0])
@@ -46,7 +42,7 @@ def _effective_sample_size(answer):
     from ...data import load_dataset
 
     assert isinstance(answer, (tuple, list)) and len(answer) == 2, "expected a tuple (weights, ess)."
-    weights, value = np.asarray(answer[0], dtype=np.float64), _number(answer[1])
+    weights, value = np.asarray(answer[0], dtype=np.float64), asserts.number(answer[1])
     n = len(load_dataset("digits").train)
     assert weights.ndim == 1 and len(weights) == n, f"expected one weight per source example ({n})."
     assert (weights >= 0).all(), "importance weights are never negative."
@@ -72,7 +68,7 @@ def _coral_by_hand(answer):
     from ...data import load_dataset
     from ...features import extract_features
 
-    value = _number(answer)
+    value = asserts.number(answer)
     backbone = truncate_backbone(load_backbone("efficientnet_lite0", image_size=64), 6)
     Fs, _ = extract_features(backbone, load_dataset("digits").train, progress=False)
     Ft, _ = extract_features(backbone, load_dataset("digits_m").train, progress=False)

@@ -1,6 +1,7 @@
 """Exercises of notebook 04 (unsupervised transfer: clustering with borrowed features)."""
 import numpy as np
 
+from .. import asserts
 from ..exercises import register
 
 
@@ -45,7 +46,7 @@ def _backgrounds(answer):
     images = load_dataset("digits_m").val.samples
     raw = images.reshape(len(images), -1) / 255.0
     expected = cluster_scores(digits_m_backgrounds("val"), kmeans_clusters(raw, 8, seed=0))["NMI"]
-    assert isinstance(answer, (float, np.floating)), f"expected a float, got {type(answer).__name__}."
+    answer = asserts.number(answer, "a float")
     assert abs(float(answer) - expected) < 0.005, (
         f"{float(answer):.3f} is not the NMI of 8 raw-pixel clusters against the backgrounds. "
         "Use 8 clusters, seed 0, and score against the backgrounds, not the digits.")

@@ -1,4 +1,5 @@
 """Exercises of notebook 07 (the frozen-backbone classifier)."""
+from .. import asserts
 from ..exercises import register
 
 
@@ -11,10 +12,8 @@ def _head_parameters(answer):
     from torch import nn
 
     expected = sum(p.numel() for p in nn.Linear(1280, 5).parameters())
-    assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."
-    if answer == 1280 * 5:
-        raise AssertionError("you counted the weights but not the biases.")
-    assert answer == expected, f"{answer} is not the number of parameters of nn.Linear(1280, 5)."
+    asserts.exact(asserts.integer(answer), expected, "the number of parameters of nn.Linear(1280, 5)",
+                  {1280 * 5: "you counted the weights but not the biases."})
 
 
 @register("07.bn_in_train_mode",
@@ -34,6 +33,6 @@ def _bn_in_train_mode(answer):
     transfer.freeze_backbone(bb)
     model.train()
     expected = sum(isinstance(m, torch.nn.BatchNorm2d) and m.training for m in model.modules())
-    assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."
+    answer = asserts.integer(answer)
     assert answer == expected, (f"{answer} is not what model.train() leaves in training mode; "
                                 "did you freeze the backbone before calling model.train()?")

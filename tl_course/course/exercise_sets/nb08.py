@@ -1,4 +1,5 @@
 """Exercises of notebook 08 (fine-tuning)."""
+from .. import asserts
 from ..exercises import register
 
 
@@ -33,6 +34,6 @@ def _trainable(answer, model=None, backbone=None):
 
     transfer.unfreeze_top(backbone, 2)
     trainable, total = transfer.count_parameters(model)
-    assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."
+    answer = asserts.integer(answer)
     assert answer != total, "that is the total number of parameters, frozen ones included."
     assert answer == trainable, f"{answer:,} is not the number of trainable parameters."

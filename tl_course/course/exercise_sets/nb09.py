@@ -1,6 +1,7 @@
 """Exercises of notebook 09 (evaluate and use the classifier)."""
 import numpy as np
 
+from .. import asserts
 from ..exercises import register
 
 
@@ -11,7 +12,7 @@ from ..exercises import register
           "Row 0 of the confusion matrix minus its diagonal cell: the first class's missed images.")
 def _missed(answer, probs=None, y=None):
     expected = int(((np.asarray(y) == 0) & (np.asarray(probs).argmax(1) != 0)).sum())
-    assert isinstance(answer, (int, np.integer)), f"expected an int, got {type(answer).__name__}."
+    answer = asserts.integer(answer)
     total = int((np.asarray(y) == 0).sum())
     assert answer != total - expected or expected * 2 == total, \
         "that is the number of first-class images predicted *correctly*; count the others."
@@ -28,7 +29,7 @@ def _ece(answer, probs=None, y=None):
     from ...evaluation import reliability
 
     expected = reliability(np.asarray(probs), np.asarray(y), bins=5)["ece"]
-    assert isinstance(answer, (float, np.floating)), f"expected a float, got {type(answer).__name__}."
+    answer = asserts.number(answer, "a float")
     if abs(answer - reliability(np.asarray(probs), np.asarray(y), bins=10)["ece"]) < 1e-12 and abs(answer - expected) > 1e-12:
         raise AssertionError("that is the ECE with 10 bins.")
     assert abs(answer - expected) < 1e-9, f"{answer:.4f} is not the ECE with 5 bins."

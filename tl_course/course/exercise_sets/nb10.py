@@ -1,4 +1,5 @@
 """Exercises of notebook 10 (distillation and parameter-efficient fine-tuning)."""
+from .. import asserts
 from ..exercises import register
 
 
@@ -16,10 +17,8 @@ def _lora_parameters(answer):
     from ...models.transfer import count_parameters
 
     expected = count_parameters(LoRAConv2d(nn.Conv2d(192, 1152, 1, bias=False), rank=8))[0]
-    assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."
-    if answer == 192 * 1152:
-        raise AssertionError("that is the size of the frozen convolution, not of its low-rank update.")
-    assert answer == expected, f"{answer} is not the number of parameters in A and B."
+    asserts.exact(asserts.integer(answer), expected, "the number of parameters in A and B",
+                  {192 * 1152: "that is the size of the frozen convolution, not of its low-rank update."})
 
 
 @register("10.soft_target",
@@ -32,7 +31,7 @@ def _soft_target(answer):
     import torch
 
     expected = float((torch.tensor([3.0, 1.0, -1.0]) / 4.0).softmax(-1)[1])
-    assert isinstance(answer, (int, float)), f"expected a number, got {type(answer).__name__}."
+    answer = asserts.number(answer)
     at_t1 = float(torch.tensor([3.0, 1.0, -1.0]).softmax(-1)[1])
     if abs(answer - at_t1) < 1e-3:
         raise AssertionError("that is the probability at temperature 1: divide the logits by T first.")
@@ -53,7 +52,7 @@ def _batchnorm_parameters(answer):
 
     stage = copy.deepcopy(load_backbone("efficientnet_lite0", image_size=64).model.head_conv)
     expected = train_batchnorm_only(stage)
-    assert isinstance(answer, int), f"expected an int, got {type(answer).__name__}."
+    answer = asserts.integer(answer)
     if answer == expected // 2:
         raise AssertionError("count both the scale (weight) and the shift (bias) of each channel.")
     assert answer == expected, f"{answer} is not the number of BatchNorm affine parameters in head_conv."

@@ -1,10 +1,10 @@
-"""tl_course.shift: selection bias, importance weights, effective sample size, HOG/pixels, CCA."""
+"""tl_course.methods.shift: selection bias, importance weights, effective sample size, class mix."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tl_course import shift
+from tl_course.methods import shift
 
 
 def test_selection_probability():
@@ -26,12 +26,45 @@ def test_importance_weights_recover_a_known_ratio():
     xs, xt = rng.normal(0, 1, 3000), rng.normal(1, 1, 3000)
     w = shift.importance_weights(xs, xt)
     true = np.exp(xs - 0.5)  # N(1,1) / N(0,1)
-    assert w.mean() == pytest.approx(1.0)
-    assert np.corrcoef(np.log(w), np.log(true))[0, 1] > 0.99
+    assert w.shape == xs.shape and w.mean() == pytest.approx(1.0)  # normalised to mean 1
+    assert np.corrcoef(np.log(w), np.log(true))[0, 1] > 0.95
     grid = shift.importance_weights(xs, xt, X=np.array([-1.0, 0.0, 1.0]))
     assert grid[0] < grid[1] < grid[2]
+    assert np.array_equal(w, shift.importance_weights(xs, xt))  # seeded folds: deterministic
+
+
+def test_importance_weights_recover_the_selection_bias_example():
+    s = shift.make_selection_bias_1d(seed=0)
+    w = shift.importance_weights(s.x_train, s.x_test, degree=2)
+    assert w.mean() == pytest.approx(1.0)
+    assert np.corrcoef(w, s.true_weights)[0, 1] > 0.8
+
+
+def test_clip_caps_weights_at_a_multiple_of_the_median():
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(0, 1, 3000), rng.normal(1, 1, 3000)
+    w = shift.importance_weights(xs, xt)
     clipped = shift.importance_weights(xs, xt, clip=3.0)
-    assert clipped.max() < w.max() and clipped.mean() == pytest.approx(1.0)
+    assert clipped.mean() == pytest.approx(1.0)
+    assert clipped.max() < w.max()
+    assert clipped.max() <= 3.0 * np.median(clipped) * (1 + 1e-9)
+    assert np.isclose(clipped.max(), 3.0 * np.median(clipped))  # the cap binds here
+    small = w < 3.0 * np.median(w)  # unclipped points keep their relative weights
+    assert np.allclose(clipped[small] / w[small], (clipped[small] / w[small])[0])
+
+
+def test_domain_classifier_is_unfitted_and_domain_accuracy():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    clf = shift.domain_classifier(C=0.1, degree=2, seed=0)
+    with pytest.raises(NotFittedError):
+        clf.predict(np.zeros((1, 1)))
+    clone(clf)  # a plain scikit-learn estimator
+    rng = np.random.default_rng(0)
+    same = rng.normal(size=(400, 2))
+    assert shift.domain_accuracy(same[:200], same[200:]) < 0.65
+    assert shift.domain_accuracy(rng.normal(0, 1, (200, 2)), rng.normal(4, 1, (200, 2))) > 0.95
 
 
 def test_importance_weights_without_shift_are_flat():
@@ -57,39 +90,3 @@ def test_select_biased_and_class_mix():
     y_t = np.r_[np.zeros(20, int), np.ones(20, int)]
     w = np.where(y == 0, 3.0, 1.0)  # re-weighting fixes the mix
     assert shift.class_mix_distance(y, y_t, w) == pytest.approx(0)
-
-
-def test_hog_and_pixel_features():
-    rng = np.random.default_rng(0)
-    imgs = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    H = shift.hog_features(imgs)
-    assert H.shape == (3, 324)
-    assert np.allclose(shift.hog_features(255 - imgs), H)  # unsigned gradients: inversion-invariant
-    P = shift.pixel_features(imgs, size=16)
-    assert P.shape == (3, 256) and 0 <= P.min() and P.max() <= 1
-    with pytest.raises(ValueError):
-        shift.pixel_features(imgs, size=10)
-
-
-def test_cca_link_finds_the_shared_latent():
-    rng = np.random.default_rng(0)
-    Z = rng.normal(size=(300, 2))
-    S = Z @ rng.normal(size=(2, 12)) + 0.1 * rng.normal(size=(300, 12))
-    T = Z @ rng.normal(size=(2, 7)) + 0.1 * rng.normal(size=(300, 7))
-    link = shift.CCALink(n_components=2, n_pca=6).fit(S[:100], T[:100], S, T)
-    assert link.correlations_.min() > 0.95
-    zs, zt = link.source_latent(S[100:]), link.target_latent(T[100:])
-    assert zs.shape == zt.shape == (200, 2)
-    for i in range(2):  # held-out objects land in the same place from both descriptions
-        assert abs(np.corrcoef(zs[:, i], zt[:, i])[0, 1]) > 0.95
-    with pytest.raises(ValueError, match="pairs"):
-        shift.CCALink().fit(S[:10], T[:11])
-
-
-def test_heterogeneous_digits_and_transfer(digits_cache):
-    h = shift.heterogeneous_digits(n_source=700, seed=0)
-    assert h.source_hog.shape == (700, 324) and h.target_pixels.shape[1] == 256
-    assert len(h.target_pixels) == len(h.target_hog) == len(h.target_y) == 1347 - 700
-    assert len(h.val_pixels) == len(h.val_y) == 450
-    acc = shift.cca_transfer_accuracy(h, n_pairs=100)
-    assert acc > 0.6  # chance is 0.1: the link carries the source labels over

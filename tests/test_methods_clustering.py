@@ -1,4 +1,4 @@
-"""tl_course.clustering and the exercises of notebooks 04-06 (right and wrong answers)."""
+"""tl_course.methods.clustering and the exercises of notebooks 04-06 (right and wrong answers)."""
 from __future__ import annotations
 
 import matplotlib
@@ -8,8 +8,10 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tl_course import clustering  # noqa: E402
-from tl_course.exercises import get_exercise  # noqa: E402
+from tl_course import plots  # noqa: E402
+from tl_course.data import digits  # noqa: E402
+from tl_course.methods import clustering  # noqa: E402
+from tl_course.course.exercises import get_exercise  # noqa: E402
 
 
 def test_kmeans_on_separated_blobs():
@@ -29,21 +31,21 @@ def test_scores_ignore_cluster_names():
 
 
 def test_digits_m_backgrounds(digits_cache):
-    ids = clustering.digits_m_backgrounds("val")
+    ids = digits.digits_m_backgrounds("val")
     assert ids.shape == (450,) and ids.min() >= 0 and ids.max() < 8
     assert len(np.unique(ids)) == 8
     with pytest.raises(ValueError):
-        clustering.digits_m_backgrounds("test")
+        digits.digits_m_backgrounds("test")
 
 
 def test_show_clusters():
     imgs = np.zeros((6, 4, 4, 3), np.uint8)
-    fig = clustering.show_clusters(imgs, np.array([0, 0, 1, 1, 1, 2]), per_cluster=2)
+    fig = plots.show_clusters(imgs, np.array([0, 0, 1, 1, 1, 2]), per_cluster=2)
     assert len(fig.axes) == 6
 
 
 def test_exercise_04_chance(digits_cache):
-    from tl_course.datasets import load_dataset
+    from tl_course.data import load_dataset
 
     y = load_dataset("digits_m").val.targets
     s = clustering.cluster_scores(y, np.random.default_rng(0).integers(0, 10, size=len(y)))
@@ -54,7 +56,7 @@ def test_exercise_04_chance(digits_cache):
 
 
 def test_exercise_05_true_ess():
-    from tl_course import shift
+    from tl_course.methods import shift
 
     s = shift.make_selection_bias_1d(seed=0)
     ex = get_exercise("05.true_ess")
@@ -63,7 +65,7 @@ def test_exercise_05_true_ess():
 
 
 def test_exercise_06_answers():
-    from tl_course.backbones import load_backbone
+    from tl_course.models.backbones import load_backbone
 
     stages = load_backbone("efficientnet_lite0").stages
     heaviest = int(np.argmax([sum(p.numel() for p in s.parameters()) for s in stages]))

@@ -1,4 +1,4 @@
-"""tl_course.training: fit/evaluate on tiny problems: accuracy, history, early stopping,
+"""tl_course.train: fit/evaluate on tiny problems: accuracy, history, early stopping,
 best-state restore, determinism."""
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from tl_course.settings import seed_everything
-from tl_course.training import (History, as_loader, evaluate, few_shot_indices, fit, time_training_steps,
-                                fit_logistic_head, predict_proba)
+from tl_course.data import few_shot_indices
+from tl_course.train import (SCHEDULES, History, Step, accuracy, as_loader, cross_entropy, epochs_for_steps,
+                             evaluate, fit, images_per_second, predict, predict_proba, time_training_steps)
 
 
 def _blobs(n=120, d=8, classes=3, seed=0, spread=0.3):
@@ -74,18 +75,16 @@ def test_best_state_restore_actually_rolls_back():
     Xv, yv = _blobs(60, seed=1)
     model = nn.Linear(8, 3)
 
-    class Wreck:  # a "scheduler" that zeroes the model from epoch 2 on (before evaluation)
-        epoch = 0
+    def wreck(m, batch, step: Step):  # a loss hook that zeroes the model from epoch 2 on
+        if step.epoch >= 2:
+            with torch.no_grad():
+                for p in m.parameters():
+                    p.zero_()
+            return m(batch[0]).sum() * 0.0  # zero gradients: plain SGD leaves the zeros alone
+        return cross_entropy(m, batch, step)
 
-        def step(self):
-            self.epoch += 1
-            if self.epoch >= 2:
-                with torch.no_grad():
-                    for p in model.parameters():
-                        p.zero_()
-
-    history = fit(model, _blobs(seed=1), (Xv, yv), epochs=4, lr=0.1, batch_size=16,
-                  scheduler=Wreck(), progress=False)
+    history = fit(model, _blobs(seed=1), (Xv, yv), epochs=4, batch_size=16, loss=wreck,
+                  optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
     accs = history.column("val_accuracy")
     assert accs[0] >= 0.9 and accs[1:] == [pytest.approx(1 / 3)] * 3
     assert history.best_epoch == 1
@@ -158,15 +157,6 @@ def test_few_shot_indices():
     assert np.all(np.diff(idx) > 0)
 
 
-def test_fit_logistic_head_binary_and_multiclass():
-    for classes in (2, 3):
-        X, y = _blobs(90, d=6, classes=classes, seed=4)
-        head = nn.Sequential(nn.Dropout(0.2), nn.Linear(6, classes))
-        info = fit_logistic_head(head, X, y, Cs=(0.1, 1.0), cv=3)
-        assert info["train_accuracy"] >= 0.95 and info["C"] in (0.1, 1.0)
-        assert evaluate(head, (X, y))["accuracy"] >= 0.95
-
-
 def test_seed_everything_repeats_random_numbers():
     seed_everything(3)
     a = (np.random.rand(), torch.rand(1).item())
@@ -195,3 +185,134 @@ def test_time_training_steps_needs_enough_batches():
         time_training_steps(model, (X, y), opt, batch_size=32, steps=3)
     with pytest.raises(ValueError, match="at least 1"):
         time_training_steps(model, (X, y), opt, steps=0)
+
+
+# --------------------------------------------------------------------------- loss hooks, schedules
+def test_a_loss_hook_module_with_parameters_is_trained():
+    """An nn.Module loss hook's own parameters join the optimizer (e.g. a domain classifier)."""
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.temperature = nn.Parameter(torch.tensor(5.0))
+
+        def forward(self, model, batch, step):
+            x, y = batch
+            return nn.functional.cross_entropy(model(x) / self.temperature, y), {"t": self.temperature}
+
+    hook = Scaled()
+    model = _model()
+    history = fit(model, _blobs(), epochs=3, lr=0.05, loss=hook, progress=False)
+    assert hook.temperature.item() != pytest.approx(5.0)
+    assert not hook.training and not model.training
+    assert "t" in history.rows[0] and "train_accuracy" not in history.rows[0]
+    # the same with an optimizer the caller made for the model only
+    hook2, model2 = Scaled(), _model()
+    fit(model2, _blobs(), epochs=2, loss=hook2, optimizer=torch.optim.SGD(model2.parameters(), lr=0.1),
+        progress=False)
+    assert hook2.temperature.item() != pytest.approx(5.0)
+
+
+def test_fit_without_training_data_draws_batches_in_the_hook():
+    X, y = _blobs()
+    seen = []
+
+    def hook(model, batch, step):
+        assert batch is None
+        seen.append((step.index, step.epoch, step.total))
+        idx = torch.randint(0, len(X), (16,), generator=step.generator)
+        return nn.functional.cross_entropy(model(X[idx]), y[idx])
+
+    model = _model()
+    history = fit(model, None, (X, y), epochs=3, lr=1e-2, loss=hook, steps_per_epoch=7, progress=False)
+    assert len(seen) == 21 and seen[0] == (0, 1, 21) and seen[-1] == (20, 3, 21)
+    assert len(history.rows) == 3 and {"train_loss", "val_accuracy"} <= set(history.rows[0])
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        fit(_model(), None, epochs=1, loss=hook, progress=False)
+
+
+def test_steps_per_epoch_beyond_one_pass_restarts_the_loader():
+    X, y = _blobs(20)
+    history = fit(_model(), (X, y), epochs=1, batch_size=8, steps_per_epoch=5, progress=False)
+    assert len(history.rows) == 1
+
+
+def test_extra_tensors_reach_the_hook():
+    X, y = _blobs(40)
+    w = torch.rand(40)
+    sizes = []
+
+    def hook(model, batch, step):
+        xb, yb, wb = batch
+        sizes.append(len(wb))
+        return (nn.functional.cross_entropy(model(xb), yb, reduction="none") * wb).mean()
+
+    fit(_model(), (X, y, w), epochs=1, batch_size=16, loss=hook, progress=False)
+    assert sizes == [16, 16, 8]
+
+
+def test_cosine_schedule_ends_near_zero_lr():
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    lrs = []
+
+    def hook(m, batch, step):
+        lrs.append(opt.param_groups[0]["lr"])  # the rate this step uses
+        return cross_entropy(m, batch, step)
+
+    fit(model, _blobs(64), epochs=4, batch_size=16, optimizer=opt, schedule="cosine", loss=hook, progress=False)
+    assert len(lrs) == 16 and lrs[0] == pytest.approx(0.1) and lrs[-1] < 1e-6
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert SCHEDULES["cosine"](0.0) == pytest.approx(1.0) and SCHEDULES["cosine"](1.0) == pytest.approx(0.0)
+    assert SCHEDULES["dann"](1.0) == pytest.approx(11 ** -0.75)
+    opt2 = torch.optim.SGD(model.parameters(), lr=0.1)
+    fit(model, _blobs(64), epochs=2, batch_size=16, optimizer=opt2, schedule=lambda p: 1 - p, progress=False)
+    assert opt2.param_groups[0]["lr"] < 0.02
+    fit(_model(), _blobs(64), epochs=2, batch_size=16, schedule="onecycle", progress=False)
+
+
+def test_fit_records_step_times():
+    h = fit(_model(), _blobs(64), epochs=2, batch_size=16, step_times=True, progress=False)
+    assert len(h.step_seconds) == 8 and all(t >= 0 for t in h.step_seconds)
+
+
+def test_metrics_are_added_to_every_row():
+    Xv, yv = _blobs(30, seed=2)
+    h = fit(_model(), _blobs(), epochs=2, progress=False, metrics=lambda m: {"target_accuracy": accuracy(m, Xv, yv)})
+    assert all(0 <= r["target_accuracy"] <= 1 for r in h.rows)
+
+
+def test_history_first_epoch_reaching_and_seconds_to_epoch():
+    h = History(rows=[{"epoch": 1, "val_accuracy": 0.4, "seconds": 1.0},
+                      {"epoch": 2, "val_accuracy": 0.7, "seconds": 2.0},
+                      {"epoch": 3, "val_accuracy": 0.9, "seconds": 4.0, "other": 1.0}])
+    assert h.first_epoch_reaching(0.6) == 2 and h.first_epoch_reaching(0.9) == 3
+    assert h.first_epoch_reaching(0.95) is None
+    assert h.first_epoch_reaching(0.5, key="other") == 3
+    assert h.seconds_to_epoch(2) == pytest.approx(3.0) and h.seconds_to_epoch(3) == pytest.approx(7.0)
+    assert h.seconds_to_epoch(None) is None
+    assert h.seconds_to_epoch(h.first_epoch_reaching(0.95)) is None
+
+
+def test_predict_accuracy_and_epochs_for_steps():
+    X, y = _blobs(50)
+    model = _model()
+    fit(model, (X, y), epochs=10, lr=1e-2, progress=False)
+    logits = predict(model, X, batch_size=7)
+    assert logits.shape == (50, 3) and not logits.requires_grad
+    assert accuracy(model, X, y) == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert accuracy(model, X, y.numpy()) == accuracy(model, X, y)
+    assert epochs_for_steps(100, 32, 300) == 75  # 4 steps per epoch
+    assert epochs_for_steps(10, 32, 300) == 300 and epochs_for_steps(1000, 32, 1) == 1
+
+
+def test_evaluate_is_always_cross_entropy():
+    X, y = _blobs(30)
+    model = _model()
+    expected = nn.functional.cross_entropy(predict(model, X), y).item()
+    assert evaluate(model, (X, y))["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_images_per_second():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert images_per_second(model, (3, 16, 16), batch_size=4, batches=2) > 0

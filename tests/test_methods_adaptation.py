@@ -1,13 +1,23 @@
-"""Unit tests of tl_course.adaptation (the building blocks of notebooks 01-03) and of the
-exercises of those notebooks. Synthetic data only, except one test that cuts the offline
-EfficientNet-Lite0: the whole file runs in seconds on a CPU."""
+"""Unit tests of the building blocks of notebooks 01-03 (tl_course.methods.adaptation and
+.multitask, the data helpers, truncate_backbone) and of the exercises of those notebooks.
+Synthetic data only, except one test that cuts the offline EfficientNet-Lite0: the whole file
+runs in seconds on a CPU."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from tl_course import adaptation as ad
-from tl_course.training import History
+from tl_course.data import image_tensors, split_indices
+from tl_course.data.digits import interpolate_domains
+from tl_course.methods import adaptation as ad
+from tl_course.methods.adaptation import AdaptationLoss, CORALLoss, DANNLoss
+from tl_course.methods.multitask import MultiTask, fit_multitask, rotations
+from tl_course.methods.shift import domain_accuracy, importance_weights
+from tl_course.models.small_cnn import SmallCNN, conv_trunk, mlp
+from tl_course.models.transfer import truncate_backbone
+from tl_course.plots import embed_2d
+from tl_course.probe import probe_accuracy
+from tl_course.train import History, accuracy, epochs_for_steps, fit, predict
 
 
 # --------------------------------------------------------------------------- helpers
@@ -29,87 +39,78 @@ class _FakeDataset:
 # --------------------------------------------------------------------------- data helpers
 def test_image_tensors_shapes_scaling_and_options():
     ds = _FakeDataset()
-    X, y = ad.image_tensors(ds)
+    X, y = image_tensors(ds)
     assert X.shape == (6, 3, 8, 8) and X.dtype == torch.float32
     assert y.tolist() == [0, 1, 2, 0, 1, 2]
     expected = (torch.as_tensor(ds.samples[0, 0, 0, 0]).float() / 255 - 0.5) / 0.25
     assert torch.isclose(X[0, 0, 0, 0], expected)
     assert X.min() >= -2 and X.max() <= 2
-    G, _ = ad.image_tensors(ds, grayscale=True, size=4)
+    G, _ = image_tensors(ds, grayscale=True, size=4)
     assert G.shape == (6, 1, 4, 4)
     assert torch.allclose(G.mean(), X.mean(), atol=1e-5)  # area resize and channel mean keep the mean
 
 
 def test_split_indices_disjoint_stratified_complete():
     y = np.repeat(np.arange(4), 25)
-    a, b = ad.split_indices(y, 0.2, seed=0)
+    a, b = split_indices(y, 0.2, seed=0)
     assert len(a) == 80 and len(b) == 20
     assert set(a).isdisjoint(b) and set(a) | set(b) == set(range(100))
     assert np.bincount(y[b]).tolist() == [5, 5, 5, 5]
-    assert np.array_equal(ad.split_indices(y, 0.2, seed=0)[1], b)
+    assert np.array_equal(split_indices(y, 0.2, seed=0)[1], b)
 
 
 def test_epochs_for_steps():
-    assert ad.epochs_for_steps(10, 64, 176) == 176      # one step per epoch
-    assert ad.epochs_for_steps(1347, 64, 176) == 8      # 22 steps per epoch
-    assert ad.epochs_for_steps(1000, 64, 1) == 1
-
-
-def test_first_epoch_reaching_and_seconds():
-    h = History(rows=[{"epoch": i + 1, "val_accuracy": a, "seconds": 0.5}
-                      for i, a in enumerate([0.2, 0.55, 0.61, 0.7])])
-    assert ad.first_epoch_reaching(h, 0.6) == 3
-    assert ad.first_epoch_reaching(h, 0.2) == 1
-    assert ad.first_epoch_reaching(h, 0.9) is None
-    assert ad.seconds_to_epoch(h, 3) == pytest.approx(1.5)
-    assert ad.seconds_to_epoch(h, None) is None
+    assert epochs_for_steps(10, 64, 176) == 176      # one step per epoch
+    assert epochs_for_steps(1347, 64, 176) == 8      # 22 steps per epoch
+    assert epochs_for_steps(1000, 64, 1) == 1
 
 
 # --------------------------------------------------------------------------- models
 def test_conv_trunk_and_small_cnn_seeded_without_touching_global_rng():
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
-    a, b = ad.SmallCNN(seed=0), ad.SmallCNN(seed=0)
+    a, b = SmallCNN(seed=0), SmallCNN(seed=0)
     assert torch.equal(torch.random.get_rng_state(), before)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    c = ad.SmallCNN(seed=1)
+    c = SmallCNN(seed=1)
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
     assert a(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    assert ad.SmallCNN(1, 4, width=8)(torch.zeros(2, 1, 16, 16)).shape == (2, 4)
-    trunk = ad.conv_trunk(24, (32, 64), seed=0, batch_norm=False)
+    assert SmallCNN(1, 4, width=8)(torch.zeros(2, 1, 16, 16)).shape == (2, 4)
+    trunk = conv_trunk(24, (32, 64), seed=0, batch_norm=False)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in trunk.modules())
     assert trunk(torch.zeros(2, 24, 8, 8)).shape == (2, 64)
 
 
 def test_mlp_and_embed():
-    net = ad.mlp([5, 7, 3])
+    net = mlp([5, 7, 3])
     assert [type(m) for m in net] == [nn.Linear, nn.ReLU, nn.Linear]
     net.train()
-    out = ad.embed(net, torch.randn(1030, 5), batch_size=512)
+    out = predict(net, torch.randn(1030, 5), batch_size=512)
     assert out.shape == (1030, 3) and not out.requires_grad
-    assert net.training  # embed restores the mode
+    assert net.training  # predict restores the mode
 
 
 def test_accuracy_and_linear_probe():
     X, y = _blobs(200)
-    assert ad.linear_probe_accuracy(X, y, X, y) > 0.9
+    assert probe_accuracy(X, y, X, y) > 0.9
     w = np.ones(len(y))
-    assert ad.linear_probe_accuracy(X, y, X, y, sample_weight=w) == pytest.approx(ad.linear_probe_accuracy(X, y, X, y))
+    assert probe_accuracy(X, y, X, y, sample_weight=w) == pytest.approx(probe_accuracy(X, y, X, y))
     model = nn.Linear(5, 2)
     with torch.no_grad():
         model.weight.zero_()
         model.bias.copy_(torch.tensor([0.0, 1.0]))  # always predicts class 1
-    assert ad.accuracy(model, X, y) == pytest.approx(float((y == 1).float().mean()))
+    assert accuracy(model, X, y) == pytest.approx(float((y == 1).float().mean()))
 
 
 def test_fit_cosine_learns_and_keeps_the_last_epoch():
     X, y = _blobs(128)
     model = nn.Linear(5, 2)
     torch.manual_seed(0)
-    h = ad.fit_cosine(model, (X, y), (X, y), epochs=10, lr=0.2, batch_size=32)
+    h = fit(model, (X, y), (X, y), epochs=10, lr=0.2, batch_size=32, schedule="cosine", weight_decay=1e-4,
+            select_best=False, threads=1, progress=False)
     assert len(h.rows) == 10 and h.best_epoch is None  # nothing selected on validation data
     assert h.rows[-1]["val_accuracy"] > 0.9
-    assert ad.accuracy(model, X, y) == pytest.approx(h.rows[-1]["val_accuracy"])
+    assert accuracy(model, X, y) == pytest.approx(h.rows[-1]["val_accuracy"])
 
 
 # --------------------------------------------------------------------------- gradient reversal
@@ -172,36 +173,37 @@ def test_coral_align_gives_target_mean_and_covariance():
 
 
 # --------------------------------------------------------------------------- importance weights
-def test_domain_classifier_weights_normalised_and_clipped():
+def test_importance_weights_normalised_without_shift():
     Xs, _ = _blobs(300, seed=0)
     Xt, _ = _blobs(300, seed=1)
-    w = ad.domain_classifier_weights(Xs, Xt)
+    w = importance_weights(Xs, Xt)
     assert w.shape == (300,) and (w > 0).all()
     assert w.mean() == pytest.approx(1.0)
     assert np.std(w) < 0.5  # same distribution: weights close to 1
 
 
-def test_domain_classifier_weights_favour_target_like_examples():
+def test_importance_weights_favour_target_like_examples():
     g = torch.Generator().manual_seed(0)
     Xs = torch.randn(400, 2, generator=g)
     Xt = torch.randn(400, 2, generator=g) + torch.tensor([1.5, 0.0])
-    w = ad.domain_classifier_weights(Xs, Xt, clip=5.0)
+    w = importance_weights(Xs, Xt, clip=5.0, seed=0)
     assert np.corrcoef(Xs[:, 0].numpy(), w)[0, 1] > 0.8  # the further right, the more target-like
+    assert w.mean() == pytest.approx(1.0)
     assert w.max() / np.median(w) <= 5.0 + 1e-9  # clipped at 5x the median
 
 
 def test_domain_accuracy_separable_vs_identical():
     Xs, _ = _blobs(200, seed=0)
-    assert ad.domain_accuracy(Xs, _blobs(200, seed=1)[0]) < 0.65
-    assert ad.domain_accuracy(Xs, _blobs(200, shift=10.0, seed=1)[0]) > 0.95
+    assert domain_accuracy(Xs, _blobs(200, seed=1)[0]) < 0.65
+    assert domain_accuracy(Xs, _blobs(200, shift=10.0, seed=1)[0]) > 0.95
 
 
 def test_embed_2d_shapes_and_methods():
     a, b = torch.randn(30, 6), torch.randn(20, 6) + 1
-    pa, pb = ad.embed_2d(a, b)
+    pa, pb = embed_2d(a, b)
     assert pa.shape == (30, 2) and pb.shape == (20, 2)
     with pytest.raises(ValueError):
-        ad.embed_2d(a, b, method="umap")
+        embed_2d(a, b, method="umap")
 
 
 # --------------------------------------------------------------------------- training loops
@@ -211,18 +213,31 @@ def _shifted_problem():
     return Xs, ys, Xt, yt
 
 
+def _train_adapted(model, train, Xt, method, target_eval, epochs, seed=0):
+    """What train_adapted(method=...) was: fit() with an adaptation loss hook."""
+    Xv, yv = target_eval
+    loss = {"source": lambda: AdaptationLoss(Xt),
+            "coral": lambda: CORALLoss(Xt, weight=1.0),
+            "dann": lambda: DANNLoss(Xt, feature_dim=model[1].in_features, weight=1.0, hidden=16)}[method]()
+    return fit(model, train, epochs=epochs, lr=1e-2, weight_decay=1e-4, batch_size=64, schedule="dann", loss=loss,
+               metrics=lambda m: {"target_accuracy": accuracy(m, Xv, yv)}, select_best=False, threads=1,
+               seed=seed, progress=False)
+
+
 @pytest.mark.parametrize("method", ["source", "coral", "dann"])
 def test_train_adapted_runs_and_reports(method):
     Xs, ys, Xt, yt = _shifted_problem()
     torch.manual_seed(0)
     feat, head = nn.Sequential(nn.Linear(4, 16), nn.ReLU()), nn.Linear(16, 2)
-    res = ad.train_adapted(feat, head, (Xs, ys), Xt, method=method, epochs=3, batch_size=64,
-                           lr=1e-2, target_eval=(Xt, yt), seed=0)
+    model = nn.Sequential(feat, head)
+    res = _train_adapted(model, (Xs, ys), Xt, method, (Xt, yt), epochs=3)
+    assert isinstance(res, History)
     assert len(res.rows) == 3 and all("target_accuracy" in r for r in res.rows)
     assert res.rows[-1]["class_loss"] < res.rows[0]["class_loss"]
     assert (res.rows[-1]["adapt_loss"] == 0.0) == (method == "source")
-    assert not res.model.training
-    assert ad.accuracy(res.model, Xs, ys) > 0.8
+    assert res.best_epoch is None  # select_best=False: the last epoch's weights, no target labels used
+    assert not model.training
+    assert accuracy(model, Xs, ys) > 0.8
 
 
 def test_train_adapted_is_deterministic_and_accepts_weights():
@@ -230,32 +245,46 @@ def test_train_adapted_is_deterministic_and_accepts_weights():
 
     def run(weights=None):
         torch.manual_seed(0)
-        feat, head = nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Linear(8, 2)
-        return ad.train_adapted(feat, head, (Xs, ys), Xt, method="dann", epochs=2, seed=0,
-                                source_weights=weights, target_eval=(Xt, yt)).column("target_accuracy")
+        model = nn.Sequential(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Linear(8, 2))
+        train = (Xs, ys) if weights is None else (Xs, ys, torch.as_tensor(weights, dtype=torch.float32))
+        return _train_adapted(model, train, Xt, "dann", (Xt, yt), epochs=2).column("target_accuracy")
 
     assert run() == run()
     assert run(np.ones(len(ys))) == pytest.approx(run())  # uniform weights = no weights
-    with pytest.raises(ValueError):
-        ad.train_adapted(nn.Identity(), nn.Linear(4, 2), (Xs, ys), Xt, method="mmd")
+    assert run(np.r_[np.ones(128), np.zeros(128)]) != pytest.approx(run())  # weights do matter
+
+
+def test_dann_loss_trains_its_domain_classifier():
+    Xs, ys, Xt, yt = _shifted_problem()
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Linear(8, 2))
+    loss = DANNLoss(Xt, feature_dim=8, hidden=16)
+    before = [p.detach().clone() for p in loss.parameters()]
+    assert before  # the domain classifier lives in the hook
+    fit(model, (Xs, ys), epochs=1, batch_size=64, loss=loss, schedule="dann", progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(before, loss.parameters()))
 
 
 def test_fit_multitask_trains_every_head():
     Xa, ya = _blobs(200, seed=0)
     Xb, yb = _blobs(20, seed=1)
+    torch.manual_seed(0)
     trunk = nn.Sequential(nn.Linear(5, 8), nn.ReLU())
     heads = {"a": nn.Linear(8, 2), "b": nn.Linear(8, 2)}
     before = {k: h.weight.detach().clone() for k, h in heads.items()}
-    rows = ad.fit_multitask(trunk, heads, {"a": (Xa, ya), "b": (Xb, yb)}, steps=60, lr=1e-2)
-    assert [r["step"] for r in rows] == [50, 60]
-    assert set(rows[0]) == {"step", "a_loss", "b_loss"}
+    model = MultiTask(trunk, heads)
+    history = fit_multitask(model, {"a": (Xa, ya), "b": (Xb, yb)}, steps=100, lr=1e-2)
+    assert isinstance(history, History) and len(history.rows) == 2  # one row per 50 steps
+    assert {"a_loss", "b_loss"} <= set(history.rows[0])
     assert all(not torch.equal(before[k], heads[k].weight) for k in heads)
-    assert ad.accuracy(nn.Sequential(trunk, heads["a"]), Xa, ya) > 0.85
+    assert model.heads["a"] is heads["a"] and model(Xa[:3], "b").shape == (3, 2)
+    assert accuracy(model.for_task("a"), Xa, ya) > 0.85
+    with pytest.raises(ValueError, match="multiple of"):
+        fit_multitask(model, {"a": (Xa, ya)}, steps=60)
 
 
 def test_rotations_pretext():
     X = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).reshape(2, 1, 3, 3)
-    Xr, yr = ad.rotations(X)
+    Xr, yr = rotations(X)
     assert Xr.shape == (8, 1, 3, 3)
     assert yr.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert torch.equal(Xr[3], torch.rot90(X[1], 1, (1, 2)))
@@ -264,26 +293,26 @@ def test_rotations_pretext():
 
 # --------------------------------------------------------------------------- backbone cut
 def test_truncate_backbone_pooled_and_maps():
-    from tl_course.backbones import load_backbone
+    from tl_course.models.backbones import load_backbone
 
     bb = load_backbone("efficientnet_lite0", image_size=32)
-    cut = ad.truncate_backbone(bb, 3)
+    cut = truncate_backbone(bb, 3)
     assert cut.name != bb.name and cut.cache_key() != bb.cache_key()
     assert len(cut.stages) == 3 and cut.num_parameters() < bb.num_parameters()
     x = torch.zeros(2, 3, 32, 32)
     with torch.no_grad():
         assert cut.model(x).shape == (2, cut.feature_dim)
-        maps = ad.truncate_backbone(bb, 3, pool=False)
+        maps = truncate_backbone(bb, 3, pool=False)
         out = maps.model(x)
     assert out.dim() == 4 and out.shape[1] == cut.feature_dim
     assert maps.cache_key() != cut.cache_key()
     with pytest.raises(ValueError):
-        ad.truncate_backbone(bb, len(bb.stages) + 1)
+        truncate_backbone(bb, len(bb.stages) + 1)
 
 
 # --------------------------------------------------------------------------- exercises 01-03
 def test_exercises_registered_and_safe():
-    from tl_course.exercises import get_exercise
+    from tl_course.course.exercises import get_exercise
 
     names = ["01.whole_backbone", "01.one_shot_nearest", "02.pca_self_taught", "02.reuse_new_labelling",
              "03.grl_gradient", "03.effective_sample_size", "03.coral_by_hand"]
@@ -296,7 +325,7 @@ def test_exercises_registered_and_safe():
 
 
 def test_exercise_grl_gradient():
-    from tl_course.exercises import get_exercise
+    from tl_course.course.exercises import get_exercise
 
     ex = get_exercise("03.grl_gradient")
     assert ex.verdict(-ad.dann_lambda(0.5))[0]
@@ -306,8 +335,8 @@ def test_exercise_grl_gradient():
 
 
 def test_exercise_effective_sample_size():
-    from tl_course.datasets import load_dataset
-    from tl_course.exercises import get_exercise
+    from tl_course.data import load_dataset
+    from tl_course.course.exercises import get_exercise
 
     n = len(load_dataset("digits").train)
     w = np.linspace(0.5, 1.5, n)
@@ -318,34 +347,35 @@ def test_exercise_effective_sample_size():
     assert not ex.verdict((w, float(n)))[0]
 
 
-def test_torch_threads_restores_and_training_loops_are_single_threaded():
+def test_fit_with_threads_runs_single_threaded_and_restores():
     previous = torch.get_num_threads()
-    with ad.torch_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == previous
-    seen = []
+    torch.set_num_threads(2)
+    try:
+        seen = []
 
-    class Spy(nn.Module):
-        def forward(self, x):
+        def spy(model, batch, step):
             seen.append(torch.get_num_threads())
-            return x
+            return nn.functional.cross_entropy(model(batch[0]), batch[1])
 
-    ad.embed(Spy(), torch.zeros(3, 2))
-    assert seen == [1] and torch.get_num_threads() == previous
+        X, y = _blobs(32)
+        fit(nn.Linear(5, 2), (X, y), epochs=1, batch_size=16, loss=spy, threads=1, progress=False)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_interpolate_domains_goes_from_source_to_target():
-    from tl_course.datasets import ImageDataset
+    from tl_course.data import ImageDataset
 
     a = ImageDataset(np.zeros((4, 8, 8, 3), np.uint8), [0, 1, 0, 1], ["x", "y"])
     b = ImageDataset(np.full((4, 8, 8, 3), 200, np.uint8), [0, 1, 0, 1], ["x", "y"])
-    assert np.array_equal(ad.interpolate_domains(a, b, 0.0).samples, a.samples)
-    assert np.array_equal(ad.interpolate_domains(a, b, 1.0).samples, b.samples)
-    half = ad.interpolate_domains(a, b, 0.5)
+    assert np.array_equal(interpolate_domains(a, b, 0.0).samples, a.samples)
+    assert np.array_equal(interpolate_domains(a, b, 1.0).samples, b.samples)
+    half = interpolate_domains(a, b, 0.5)
     assert half.samples.dtype == np.uint8 and int(half.samples.max()) == 100
     assert list(half.targets) == [0, 1, 0, 1] and half.classes == ["x", "y"]
     with pytest.raises(ValueError, match="between 0 and 1"):
-        ad.interpolate_domains(a, b, 1.5)
+        interpolate_domains(a, b, 1.5)
     c = ImageDataset(np.zeros((4, 8, 8, 3), np.uint8), [1, 1, 0, 1], ["x", "y"])
     with pytest.raises(ValueError, match="not aligned"):
-        ad.interpolate_domains(a, c, 0.5)
+        interpolate_domains(a, c, 0.5)
