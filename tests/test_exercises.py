@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tl_course.course.exercises import BEGIN, END, EXERCISES, Exercise, get_exercise, register
+from tl_course.course.exercises import BEGIN, CHECKERS, END, Exercise, checker, exercise_texts, get_exercise
 
 
 def _checker(answer):
@@ -13,8 +13,8 @@ def _checker(answer):
 
 @pytest.fixture
 def ex():
-    return Exercise("t.double", "Which number doubled is 84?", "an int", "divide 84 by 2", _checker,
-                    explanation="42 * 2 == 84.")
+    return Exercise("t.double", "Which number doubled is 84?", "an int", ["divide 84 by 2", "84 / 2 as an int"],
+                    _checker, explanation="42 * 2 == 84.", solution_code="answer = 84 // 2")
 
 
 @pytest.mark.parametrize("answer", [None, Ellipsis])
@@ -29,7 +29,7 @@ def test_not_solved_yet(ex, answer, capsys):
 def test_wrong_answer(ex, capsys):
     passed, message = ex.verdict(41)
     assert not passed
-    assert "not right yet: 41 doubled is 82, not 84." in message and "Hint: divide" in message
+    assert "not right yet: 41 doubled is 82, not 84." in message and "ex.hint()" in message
     assert ex.check(41) is False
     assert "TODO" in capsys.readouterr().out
 
@@ -44,7 +44,7 @@ def test_answer_that_crashes_the_checker(capsys):
     def fragile(answer):
         assert answer["value"] == 42  # a str answer raises TypeError, a dict without key KeyError
 
-    crashy = Exercise("t.crash", "?", "a dict with 'value'", "h", fragile)
+    crashy = Exercise("t.crash", "?", "a dict with 'value'", ["h"], fragile)
     for bad in ("forty-two", {}, [1, 2]):
         passed, message = crashy.verdict(bad)
         assert not passed
@@ -53,22 +53,47 @@ def test_answer_that_crashes_the_checker(capsys):
     assert "TypeError" in capsys.readouterr().out
 
 
-def test_hint(ex, capsys):
+def test_hints_are_graded(ex, capsys):
     assert ex.hint() == "divide 84 by 2"
-    assert "Hint for t.double" in capsys.readouterr().out
+    assert "Hint for t.double (hint 1 of 2)" in capsys.readouterr().out
+    assert ex.hint() == "84 / 2 as an int"
+    assert ex.hint() == "84 / 2 as an int"  # the last one stays
+    assert ex.hint(1) == "divide 84 by 2"
 
 
-def test_register_and_get():
-    @register("t.registered", "q", "e", "h")
+def test_solution_and_switching_it_off(ex, capsys, monkeypatch):
+    assert ex.solution() == "answer = 84 // 2"
+    assert "answer = 84 // 2" in capsys.readouterr().out
+    monkeypatch.setenv("TL_COURSE_SOLUTIONS", "off")
+    assert ex.solution() == ""
+    assert "turned off" in capsys.readouterr().out
+
+
+def test_checker_never_changes_the_answer():
+    def greedy(answer):
+        answer.append(99)
+        assert answer == [1, 99]
+
+    ex = Exercise("t.mutate", "?", "a list", ["h"], greedy)
+    mine = [1]
+    assert ex.verdict(mine)[0] and mine == [1]
+
+
+def test_checker_registered_with_texts(monkeypatch):
+    monkeypatch.setitem(CHECKERS, "00.class_index", CHECKERS.get("00.class_index"))
+    get_exercise("00.class_index")  # loads every set
+    assert set(exercise_texts()) == set(CHECKERS), "every exercise has texts and a checker"
+
+    @checker("t.registered")
     def _(answer):
         assert answer == "yes"
 
     try:
-        assert isinstance(_, Exercise)
-        assert get_exercise("t.registered") is _
-        assert _.verdict("yes")[0] and not _.verdict("no")[0]
+        assert CHECKERS["t.registered"] is _
+        with pytest.raises(KeyError):  # a checker without texts is not an exercise
+            get_exercise("t.registered")
     finally:
-        EXERCISES.pop("t.registered", None)
+        CHECKERS.pop("t.registered", None)
 
 
 def test_unknown_exercise():
@@ -92,13 +117,13 @@ def _registered():
     from tl_course.course.exercise_sets import load_all
 
     load_all()
-    return sorted(EXERCISES)
+    return sorted(CHECKERS)
 
 
 @pytest.mark.parametrize("name", _registered())
 def test_every_registered_exercise_handles_no_answer_and_garbage(name):
     ex = get_exercise(name)
-    assert ex.question and ex.expected and ex.hint_text
+    assert ex.question and ex.expected and ex.hints and ex.solution_code
     passed, message = ex.verdict(None)
     assert not passed and "not solved yet" in message
     passed, message = ex.verdict(object())  # never a crash, never a pass

@@ -31,7 +31,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from tl_course.course.exercise_sets import load_all
-from tl_course.course.exercises import EXERCISES, Exercise, get_exercise
+from tl_course.course.exercises import CHECKERS, EXERCISES, Exercise, get_exercise
 from tl_course.course.notebooks import course_notebooks, run_notebook
 from tl_course.course.student import (StudentEditionError, solution_cells, student_notebook,
                                student_source, write_student_edition)
@@ -41,7 +41,7 @@ NOTEBOOKS = course_notebooks(ROOT / "notebooks")
 TODO = "# TODO: your code here"
 
 load_all()
-EXERCISE_NAMES = sorted(EXERCISES)
+EXERCISE_NAMES = sorted(CHECKERS)
 SOLUTION_CELLS = [(nb, name, source) for nb in NOTEBOOKS for name, source in solution_cells(nb)]
 
 
@@ -124,7 +124,7 @@ def test_student_cell_runs_and_says_not_solved_yet(monkeypatch, capsys):
         assert answer == 42, f"{answer} is not 42."
 
     monkeypatch.setitem(EXERCISES, "test.double", Exercise("test.double", "2 * 21?", "an int",
-                                                           "multiply 2 by 21", checker))
+                                                           ["multiply 2 by 21"], checker))
     src = 'ex = get_exercise("test.double")\n# BEGIN SOLUTION\nanswer = 2 * 21\n# END SOLUTION\nok = ex.check(answer)\n'
     for source, passed, text in [(src, True, "PASS test.double: correct"),
                                  (student_source(src), False, "TODO test.double: not solved yet. "
@@ -138,10 +138,10 @@ def test_student_cell_runs_and_says_not_solved_yet(monkeypatch, capsys):
 def _instructor_notebook() -> nbformat.NotebookNode:
     """A small instructor notebook: teaching cell with output, instructor note, two exercises."""
     setup = new_code_cell(
-        "from tl_course.course.exercises import get_exercise, register\n\n"
-        "@register('test.double', 'What is 2 * 21?', 'an int', 'multiply 2 by 21')\n"
+        "from tl_course.course.exercises import define, get_exercise\n\n"
+        "@define('test.double', 'What is 2 * 21?', 'an int', 'multiply 2 by 21')\n"
         "def _(answer):\n    assert answer == 42, f'{answer} is not 42.'\n\n"
-        "@register('test.pair', 'Return the pair (1, 2)', 'a tuple of two ints', 'a tuple literal')\n"
+        "@define('test.pair', 'Return the pair (1, 2)', 'a tuple of two ints', 'a tuple literal')\n"
         "def _(answer):\n    assert answer == (1, 2), f'{answer} is not (1, 2).'\n",
         execution_count=2)
     cells = [
@@ -252,22 +252,22 @@ def test_every_solution_region_of_course_notebooks_converts(notebook):
 def test_every_exercise_used_by_a_notebook_is_registered():
     used = {name for nb in NOTEBOOKS for name, _ in solution_cells(nb)}
     assert None not in used, "a solution region with no get_exercise(...) before it"
-    assert used <= set(EXERCISES), f"not registered: {sorted(used - set(EXERCISES))}"
+    assert used <= set(CHECKERS), f"not registered: {sorted(used - set(CHECKERS))}"
 
 
 # --------------------------------------------------------------------------- exercise layer
 @pytest.mark.parametrize("name", EXERCISE_NAMES)
 def test_unsolved_exercise_says_not_solved_yet_with_expected_and_hint(name, capsys):
     ex = get_exercise(name)
-    assert ex.name == name and ex.question and ex.expected and ex.hint_text
+    assert ex.name == name and ex.question and ex.expected and ex.hints
     for unsolved in (None, ...):
         passed, message = ex.verdict(unsolved)
         assert passed is False
-        assert "not solved yet" in message and ex.expected in message and ex.hint_text in message
+        assert "not solved yet" in message and ex.expected in message and ex.hints[0] in message
     assert ex.check(None) is False
     out = capsys.readouterr().out
-    assert out.startswith(f"TODO {name}: not solved yet") and ex.hint_text in out
-    assert ex.hint() == ex.hint_text
+    assert out.startswith(f"TODO {name}: not solved yet") and ex.hints[0] in out
+    assert ex.hint() == ex.hints[0]
 
 
 def _context(notebook: Path) -> str:

@@ -133,27 +133,24 @@ def _members(archive: Path, target: Path, opened: list) -> list[tuple[str, int, 
     if zipfile.is_zipfile(archive):
         zf = zipfile.ZipFile(archive)
         opened.append(zf)
-        out = []
-        for info in zf.infolist():
-            _check_member(info.filename, target)
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise DownloadError(f"Refusing to extract symbolic link {info.filename!r}.")
-            if not info.is_dir():
-                out.append((info.filename, info.file_size, lambda info=info: zf.open(info)))
-        return out
-    if tarfile.is_tarfile(archive):
+        entries = [(i.filename, "other" if (i.external_attr >> 16) & 0o170000 == 0o120000 else
+                    "dir" if i.is_dir() else "file", i.file_size, lambda i=i: zf.open(i)) for i in zf.infolist()]
+    elif tarfile.is_tarfile(archive):
         tf = tarfile.open(archive)
         opened.append(tf)
-        out = []
-        for member in tf.getmembers():
-            _check_member(member.name, target)
-            if not (member.isfile() or member.isdir()):
-                raise DownloadError(f"Refusing to extract {member.name!r}: only plain files and "
-                                    "folders are allowed.")
-            if member.isfile():
-                out.append((member.name, member.size, lambda m=member: tf.extractfile(m)))
-        return out
-    raise DownloadError(f"{archive} is not a zip or tar archive (corrupt or incomplete download?).")
+        entries = [(m.name, "file" if m.isfile() else "dir" if m.isdir() else "other", m.size,
+                    lambda m=m: tf.extractfile(m)) for m in tf.getmembers()]
+    else:
+        raise DownloadError(f"{archive} is not a zip or tar archive (corrupt or incomplete download?).")
+    out = []
+    for name, kind, size, open_member in entries:
+        _check_member(name, target)
+        if kind == "other":
+            raise DownloadError(f"Refusing to extract {name!r}: only plain files and folders are allowed "
+                                "(not links or devices).")
+        if kind == "file":
+            out.append((name, size, open_member))
+    return out
 
 
 def extract_archive(archive: str | Path, target: str | Path, *, expected: dict[str, str] | None = None,

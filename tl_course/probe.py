@@ -73,6 +73,20 @@ def probe_accuracy(X_train, y_train, X_test, y_test, C: float = 1.0, sample_weig
         return float(clf.score(as_numpy(X_test).reshape(len(X_test), -1), as_numpy(y_test)))
 
 
+def few_shot_accuracy(X_train, y_train, X_test, y_test, per_class: int, seed: int = 0, pool=None) -> float:
+    """:func:`probe_accuracy` trained on ``per_class`` examples of every class drawn with
+    :func:`~tl_course.data.few_shot_indices` (from the indices ``pool`` when given).
+
+    Usage: ``few_shot_accuracy(F_train, y_train, F_val, y_val, per_class=5)``
+    """
+    from .data.types import few_shot_indices
+
+    labels = as_numpy(y_train)
+    idx = (few_shot_indices(labels, per_class, seed=seed) if pool is None
+           else np.asarray(pool)[few_shot_indices(labels[np.asarray(pool)], per_class, seed=seed)])
+    return probe_accuracy(as_numpy(X_train)[idx], labels[idx], X_test, y_test)
+
+
 def probe_stages(train_feats, y_train, val_feats, y_val, C: float = 1.0) -> list[float]:
     """:func:`probe_accuracy` at every depth: one validation accuracy per stage.
 

@@ -1,51 +1,90 @@
-"""Auto-checked exercises: every exercise has ``check(answer)`` that says what is right or wrong
-and why, and ``hint()``.
+"""Auto-checked exercises, in the style of Kaggle Learn's learntools: every exercise has
+``check(answer)`` (what is right or wrong, and why), graded ``hint()`` and ``solution()``.
+
+An exercise is two things kept apart: its *texts* (question, what is expected, hints from gentle
+to explicit, the explanation shown on success, the solution code) in
+``exercise_sets/nbNN.toml``, and its *checker*, a function registered with ``@checker(name)`` in
+``exercise_sets/nbNN.py`` that computes the expected answer itself (never a hard-coded number)
+and raises ``AssertionError`` with a reason for a wrong one. A checker sees a deep copy of the
+answer, so checking never changes the learner's objects.
 
 Instructor notebooks hold solutions between ``# BEGIN SOLUTION`` and ``# END SOLUTION``; the
 student edition replaces them with a ``TODO`` that leaves the answer as ``None``, for which
-``check`` answers "not solved yet" with what is expected and a hint, never a crash.
+``check`` answers "not solved yet" with what is expected, never a crash. ``solution()`` prints the
+solution unless an instructor turned solutions off (``TL_COURSE_SOLUTIONS=off``).
 
 Usage::
 
     from tl_course.course.exercises import get_exercise
-    ex = get_exercise("01.data_efficiency")
-    ex.hint()
+    ex = get_exercise("01.whole_backbone")
+    ex.hint()             # the first hint; call again for the next, more explicit one
     ex.check(answer)      # prints a verdict, returns True/False
+    ex.solution()
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+SETS = Path(__file__).with_name("exercise_sets")
 
 
 @dataclass
 class Exercise:
-    """One exercise: a checker that raises ``AssertionError(reason)`` for a wrong answer."""
+    """One exercise: its texts and a checker that raises ``AssertionError(reason)`` for a wrong answer."""
 
     name: str
     question: str
     expected: str
-    hint_text: str
-    checker: Callable[[Any], None]
+    hints: list[str]
+    checker: Callable[..., None]
     explanation: str = ""
+    solution_code: str = ""
+    hints_shown: int = field(default=0, repr=False)
 
-    def hint(self) -> str:
-        """Print and return the hint."""
-        print(f"Hint for {self.name}: {self.hint_text}")
-        return self.hint_text
+    def hint(self, level: int | None = None) -> str:
+        """Print and return a hint: the next one each call (gentle first, then more explicit), or
+        hint number ``level`` (1-based). A hint never is the solution.
+
+        Usage: ``ex.hint()``; ``ex.hint(2)``
+        """
+        if level is None:
+            self.hints_shown = min(self.hints_shown + 1, len(self.hints))
+            level = self.hints_shown
+        level = max(1, min(level, len(self.hints)))
+        text = self.hints[level - 1]
+        more = f" (hint {level} of {len(self.hints)})" if len(self.hints) > 1 else ""
+        print(f"Hint for {self.name}{more}: {text}")
+        return text
+
+    def solution(self) -> str:
+        """Print and return the solution code, unless solutions are turned off
+        (``TL_COURSE_SOLUTIONS=off``, e.g. by an instructor during a class).
+
+        Usage: ``ex.solution()``
+        """
+        if os.environ.get("TL_COURSE_SOLUTIONS", "").strip().lower() in {"0", "off", "no", "false"}:
+            print("Solutions are turned off for this class (TL_COURSE_SOLUTIONS). Try ex.hint().")
+            return ""
+        print(f"Solution of {self.name}:\n{self.solution_code}")
+        return self.solution_code
 
     def verdict(self, answer: Any, **context) -> tuple[bool, str]:
         """``(passed, message)`` without printing; used by ``check`` and the tests. ``context``
         passes notebook state the checker needs to compute the expected answer itself."""
+        first_hint = self.hints[0] if self.hints else ""
         if answer is None or answer is Ellipsis:
             return False, (f"{self.name}: not solved yet. Expected: {self.expected}. "
-                           f"Hint: {self.hint_text}")
+                           f"Hint: {first_hint}")
         try:
-            self.checker(answer, **context)
+            self.checker(_copy(answer), **context)
         except AssertionError as exc:
-            return False, f"{self.name}: not right yet: {exc} Hint: {self.hint_text}"
+            return False, f"{self.name}: not right yet: {exc} Try ex.hint()."
         except Exception as exc:  # a malformed answer must never crash the notebook
             return False, (f"{self.name}: could not check this answer ({type(exc).__name__}: {exc}). "
                            f"Expected: {self.expected}.")
@@ -61,32 +100,78 @@ class Exercise:
         return passed
 
 
-EXERCISES: dict[str, Exercise] = {}
+def _copy(answer: Any) -> Any:
+    """A deep copy of ``answer`` for the checker (the answer itself when it cannot be copied)."""
+    try:
+        return copy.deepcopy(answer)
+    except Exception:
+        return answer
 
 
-def register(name: str, question: str, expected: str, hint: str, explanation: str = ""):
-    """Decorator turning a checker function into a registered :class:`Exercise`.
+CHECKERS: dict[str, Callable[..., None]] = {}
+
+
+def checker(name: str):
+    """Decorator registering the checker of exercise ``name`` (its texts live in the TOML file of
+    the same notebook).
 
     Usage::
 
-        @register("00.top1", "Which class...?", "a class name", "look at top_k")
-        def _(answer): assert answer == "tabby", "..."
+        @checker("00.class_index")
+        def _(answer): assert imagenet_classes()[answer] == "tabby", "..."
     """
     def wrap(fn):
-        EXERCISES[name] = Exercise(name, question, expected, hint, fn, explanation)
+        CHECKERS[name] = fn
+        return fn
+    return wrap
+
+
+EXERCISES: dict[str, Exercise] = {}
+"""Exercises defined in code with :func:`define` (an instructor's own, or a test's)."""
+
+
+def define(name: str, question: str, expected: str, hints: list[str] | str, explanation: str = "",
+           solution: str = ""):
+    """Decorator turning a checker into a complete :class:`Exercise` defined in code, without a
+    TOML file: for an instructor's own notebook.
+
+    Usage::
+
+        @define("my.double", "What is 2 * 21?", "an int", ["multiply"], solution="answer = 42")
+        def _(answer): assert answer == 42, f"{answer} is not 42."
+    """
+    def wrap(fn):
+        EXERCISES[name] = Exercise(name, question, expected, [hints] if isinstance(hints, str) else list(hints),
+                                   fn, explanation, solution)
         return EXERCISES[name]
     return wrap
 
 
-def get_exercise(name: str) -> Exercise:
-    """The registered exercise ``name`` (e.g. ``"00.imagenet_guess"``).
+def exercise_texts() -> dict[str, dict]:
+    """The texts of every exercise, by name, from ``exercise_sets/nb*.toml``.
 
-    Usage: ``ex = get_exercise("00.imagenet_guess")``
+    Usage: ``exercise_texts()["00.class_index"]["question"]``
+    """
+    texts: dict[str, dict] = {}
+    for path in sorted(SETS.glob("nb*.toml")):
+        texts.update(tomllib.loads(path.read_text(encoding="utf-8")))
+    return texts
+
+
+def get_exercise(name: str) -> Exercise:
+    """The exercise ``name`` (e.g. ``"00.class_index"``): its texts and its checker.
+
+    Usage: ``ex = get_exercise("00.class_index")``
     """
     from .exercise_sets import load_all
 
+    if name in EXERCISES:
+        return EXERCISES[name]
     load_all()
-
-    if name not in EXERCISES:
-        raise KeyError(f"No exercise {name!r}. Known: {', '.join(sorted(EXERCISES))}.")
-    return EXERCISES[name]
+    texts = exercise_texts()
+    if name not in texts or name not in CHECKERS:
+        known = sorted((set(texts) & set(CHECKERS)) | set(EXERCISES))
+        raise KeyError(f"No exercise {name!r}. Known: {', '.join(known)}.")
+    t = texts[name]
+    return Exercise(name, t["question"], t["expected"], list(t["hints"]), CHECKERS[name],
+                    t.get("explanation", ""), t.get("solution", ""))

@@ -1,14 +1,9 @@
 """Exercises of notebook 00 (setup and tour)."""
 from .. import asserts
-from ..exercises import register
+from ..exercises import checker
 
 
-@register("00.feature_dim",
-          "After dropping its ImageNet head, how many numbers does EfficientNet-Lite0 produce per image?",
-          "an int: the length of the feature vector the base model outputs",
-          "Load the base model with load_backbone('efficientnet_lite0') and look at .feature_dim, "
-          "or at the in_features of the head it replaced.",
-          "Every image becomes a vector of this length; a new head only needs to classify these vectors.")
+@checker("00.feature_dim")
 def _feature_dim(answer):
     from ...models.backbones import load_backbone
 
@@ -19,11 +14,7 @@ def _feature_dim(answer):
                                 if answer == 1000 else f"{answer} is not the feature size.")
 
 
-@register("00.class_index",
-          "What is the index of the ImageNet class 'tabby' in imagenet_classes()?",
-          "an int between 0 and 999",
-          "imagenet_classes() returns a list; Python lists have an .index() method.",
-          "The model's 1000 outputs are scores in exactly this order.")
+@checker("00.class_index")
 def _class_index(answer):
     from ...models.backbones import imagenet_classes
 

@@ -1,7 +1,7 @@
 """Exercises of notebook 02 (inductive transfer: reuse, multi-task, self-taught learning)."""
 from .. import asserts
-from ..exercises import register
-from ...probe import probe_accuracy
+from ..exercises import checker
+from ...probe import few_shot_accuracy, probe_accuracy
 from ...data import image_tensors, split_indices
 from ...train import predict
 
@@ -20,39 +20,21 @@ def _digits_16():
     return X_train, y_train, X_val, y_val, pool_a, pool_b
 
 
-@register("02.pca_self_taught",
-          "Digit val accuracy of a linear probe on PCA-32 features (PCA fitted on the unlabelled "
-          "pool-A images), trained on 5 labelled images per class from pool B?",
-          "a float: probe_accuracy on pca.transform(...) features, with "
-          "idx = pool_b[few_shot_indices(digit_train[pool_b], 5, seed=0)]",
-          "PCA(n_components=32, random_state=0).fit(X_train[pool_a].flatten(1).numpy()), then "
-          "pca.transform on the flattened train and val images.",
-          "PCA is a representation learned without labels too; compare it with the rotation features: "
-          "a linear method can only find directions of large pixel variance, not what makes a digit.")
+@checker("02.pca_self_taught")
 def _pca_self_taught(answer):
     from sklearn.decomposition import PCA
-
-    from ...data import few_shot_indices
 
     value = asserts.accuracy(answer)
     X_train, y_train, X_val, y_val, pool_a, pool_b = _digits_16()
     pca = PCA(n_components=32, random_state=0).fit(X_train[pool_a].flatten(1).numpy())
     P_train, P_val = pca.transform(X_train.flatten(1).numpy()), pca.transform(X_val.flatten(1).numpy())
-    idx = pool_b[few_shot_indices(y_train[pool_b], 5, seed=0)]
-    expected = probe_accuracy(P_train[idx], y_train[idx], P_val, y_val)
+    expected = few_shot_accuracy(P_train, y_train, P_val, y_val, per_class=5, seed=0, pool=pool_b)
     asserts.close(value, expected, 0.01, (
         f"{value:.3f} is not what PCA-32 gives here; fit the PCA on pool A only, with 32 components "
         "and random_state=0, and draw 5 examples per digit from pool B with seed 0."))
 
 
-@register("02.reuse_new_labelling",
-          "With the frozen digit trunk, what val accuracy does a linear probe reach on the task "
-          "'digit >= 5' from 5 labelled images per class drawn from pool B?",
-          'a dict {"trunk": the frozen trunk (digit_model.features), "accuracy": a float}',
-          "Labels: (digit_train >= 5).long(); examples: pool_b[few_shot_indices(labels[pool_b], 5, "
-          "seed=0)]; features: predict(trunk, X_train) and predict(trunk, X_val).",
-          "One representation, many labellings: whatever question is about the digit's shape, the "
-          "digit trunk has the answer nearly linearly available.")
+@checker("02.reuse_new_labelling")
 def _reuse_new_labelling(answer):
     from torch import nn
 

@@ -1,19 +1,12 @@
 """Exercises of notebook 03 (domain adaptation: importance weights, CORAL, DANN)."""
 from .. import asserts
-from ..exercises import register
+from ..exercises import checker
 from ...models.transfer import truncate_backbone
 from ...methods.adaptation import coral_loss, dann_lambda, grad_reverse
 
 
 
-@register("03.grl_gradient",
-          "Halfway through training (p = 0.5, DANN_WEIGHT = 1), what gradient does the gradient "
-          "reversal layer pass back to each element of x for the loss grad_reverse(x, lambd).sum()?",
-          "a float: the gradient of one element of x",
-          "lambd = dann_lambda(0.5); without the layer the gradient of x.sum() would be 1 per "
-          "element. Try it: x = torch.zeros(4, requires_grad=True), backward(), x.grad.",
-          "The features receive the domain head's gradient with its sign flipped: they are pushed to "
-          "make the domain head wrong, harder and harder as lambda rises from 0 to 1.")
+@checker("03.grl_gradient")
 def _grl_gradient(answer):
     import torch
 
@@ -29,13 +22,7 @@ def _grl_gradient(answer):
     assert abs(value - expected) < 1e-4, f"{value:.4f} is not the gradient the layer passes back."
 
 
-@register("03.effective_sample_size",
-          "How many source examples do the importance weights effectively keep (Kish's effective "
-          "sample size (sum w)^2 / sum w^2)?",
-          "a tuple (weights, ess): the weights of section 3 and their effective sample size (a float)",
-          "weights.sum() ** 2 / (weights ** 2).sum(); with equal weights it is the number of examples.",
-          "Most of the source set barely counts once it is reweighted: the estimate rests on far fewer "
-          "examples, so its variance grows. With domains this far apart, weighting cannot help.")
+@checker("03.effective_sample_size")
 def _effective_sample_size(answer):
     import numpy as np
 
@@ -53,14 +40,7 @@ def _effective_sample_size(answer):
         f"{value:.2f} is not (sum w)^2 / sum w^2 for these weights."
 
 
-@register("03.coral_by_hand",
-          "The Deep CORAL loss between the standardised source and target features Zs and Zt, "
-          "computed by hand?",
-          "a float: ||cov(Zs) - cov(Zt)||_F^2 / (4 d^2), with unbiased covariances",
-          "Centre each matrix (Z - Z.mean(0)), covariance = Zc.T @ Zc / (n - 1), then square the "
-          "difference, sum everything and divide by 4 * d * d.",
-          "This is the whole Deep CORAL idea: one differentiable number that is zero when the two "
-          "feature clouds have the same second-order statistics.")
+@checker("03.coral_by_hand")
 def _coral_by_hand(answer):
     import torch
 

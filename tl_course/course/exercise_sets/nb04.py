@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import asserts
-from ..exercises import register
+from ..exercises import checker
 
 
 def _pair(answer) -> tuple[float, float]:
@@ -11,13 +11,7 @@ def _pair(answer) -> tuple[float, float]:
     return float(answer[0]), float(answer[1])
 
 
-@register("04.chance",
-          "Score random cluster ids np.random.default_rng(0).integers(0, 10, size=450) against the "
-          "digit labels of digits_m's validation images: (ARI, NMI)?",
-          "a pair of floats (ARI, NMI)",
-          "cluster_scores(digits_held_back, random_ids) returns both; index the dict.",
-          "ARI is corrected for chance (about 0 for random ids); NMI is not, so a random clustering "
-          "still gets a small positive NMI. Compare representations on ARI, or against this floor.")
+@checker("04.chance")
 def _chance(answer):
     from ...methods.clustering import cluster_scores
     from ...data import load_dataset
@@ -31,13 +25,7 @@ def _chance(answer):
                                                "did you swap the two numbers?")
 
 
-@register("04.backgrounds",
-          "Cluster the raw pixels of digits_m's validation images into 8 clusters "
-          "(kmeans_clusters(raw, 8, seed=0)) and score them against the background photos: NMI?",
-          "a float between 0 and 1",
-          "raw = images.reshape(len(images), -1) / 255.0; then cluster_scores(photos_held_back, ...)['NMI'].",
-          "Raw-pixel k-means is a decent background detector and a poor digit detector: the "
-          "representation decides what the clusters mean.")
+@checker("04.backgrounds")
 def _backgrounds(answer):
     from ...data.digits import digits_m_backgrounds
     from ...methods.clustering import cluster_scores, kmeans_clusters

@@ -1,14 +1,8 @@
 """Exercises of notebook 06 (inside a pretrained network, and how to choose one)."""
-from ..exercises import register
+from ..exercises import checker
 
 
-@register("06.stage_heights",
-          "For 96x96 inputs, what is the height of the feature map after each of the 9 stages of "
-          "EfficientNet-Lite0?",
-          "a list of 9 ints, from the stem to the last stage",
-          "stage_outputs(backbone, torch.zeros(1, 3, 96, 96)) gives the maps; read .shape[-2].",
-          "Every stride-2 stage halves the map: 96 pixels become a 3x3 grid at the top, where "
-          "each position summarises a large part of the image.")
+@checker("06.stage_heights")
 def _stage_heights(answer):
     import torch
 
@@ -25,12 +19,7 @@ def _stage_heights(answer):
                        "read the height (shape[-2]) of each stage's output?")
 
 
-@register("06.heaviest_stage",
-          "Which stage (index 0-8) of EfficientNet-Lite0 holds the most parameters?",
-          "an int between 0 and 8",
-          "sum(p.numel() for p in stage.parameters()) for every stage in backbone.stages; then argmax.",
-          "The deep, wide stages hold most of the weights, while the early stages that compute the "
-          "general features are tiny: freezing the bottom saves little memory but much compute.")
+@checker("06.heaviest_stage")
 def _heaviest_stage(answer):
     from ...models.backbones import load_backbone
 

@@ -1,13 +1,9 @@
 """Exercises of notebook 07 (the frozen-backbone classifier)."""
 from .. import asserts
-from ..exercises import register
+from ..exercises import checker
 
 
-@register("07.head_parameters",
-          "How many trainable parameters does a linear head have on 1280 features for 5 classes?",
-          "an int: weights plus biases of nn.Linear(1280, 5)",
-          "A linear layer has one weight per (input, output) pair and one bias per output.",
-          "That is all a frozen-backbone classifier learns: a few thousand numbers, hence seconds.")
+@checker("07.head_parameters")
 def _head_parameters(answer):
     from torch import nn
 
@@ -16,12 +12,7 @@ def _head_parameters(answer):
                   {1280 * 5: "you counted the weights but not the biases."})
 
 
-@register("07.bn_in_train_mode",
-          "With the backbone frozen and the default TransferModel, how many BatchNorm layers are in "
-          "training mode after model.train()?",
-          "an int: count modules that are BatchNorm2d and have .training == True",
-          "Iterate over model.modules(), keep isinstance(m, torch.nn.BatchNorm2d) and m.training.",
-          "Frozen BatchNorm layers stay in eval mode, so their pretrained statistics do not drift.")
+@checker("07.bn_in_train_mode")
 def _bn_in_train_mode(answer):
     import torch
 

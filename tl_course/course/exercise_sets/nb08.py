@@ -1,13 +1,9 @@
 """Exercises of notebook 08 (fine-tuning)."""
 from .. import asserts
-from ..exercises import register
+from ..exercises import checker
 
 
-@register("08.param_groups",
-          "Build optimizer parameter groups: head at 1e-3, unfrozen backbone stages at 1e-4.",
-          "a list of dicts, each with 'params' and 'lr' (what torch.optim.AdamW accepts)",
-          "transfer.unfreeze_top(backbone, 2), then transfer.param_groups(model, head_lr=..., backbone_lr=...).",
-          "Per-group learning rates let the new head move fast while the pretrained stages move gently.")
+@checker("08.param_groups")
 def _param_groups(answer, model=None):
     assert isinstance(answer, list) and all(isinstance(g, dict) and "params" in g and "lr" in g for g in answer), \
         "expected a list of dicts with 'params' and 'lr'."
@@ -24,11 +20,7 @@ def _param_groups(answer, model=None):
     assert not frozen & set(lr_of), "frozen parameters should not be given to the optimizer."
 
 
-@register("08.trainable_after_unfreeze",
-          "How many trainable parameters does the model have once the top 2 stages are unfrozen?",
-          "an int",
-          "transfer.count_parameters(model) returns (trainable, total).",
-          "Only a fraction of the backbone trains: that is what keeps fine-tuning cheap and gentle.")
+@checker("08.trainable_after_unfreeze")
 def _trainable(answer, model=None, backbone=None):
     from ...models import transfer
 

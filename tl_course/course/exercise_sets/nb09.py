@@ -2,14 +2,10 @@
 import numpy as np
 
 from .. import asserts
-from ..exercises import register
+from ..exercises import checker
 
 
-@register("09.missed_first_class",
-          "How many validation images of the first class were predicted as another class?",
-          "an int: the off-diagonal count in the first row of the confusion matrix",
-          "Combine two boolean arrays: (y == 0) and (probs.argmax(1) != 0), then count the True values.",
-          "Row 0 of the confusion matrix minus its diagonal cell: the first class's missed images.")
+@checker("09.missed_first_class")
 def _missed(answer, probs=None, y=None):
     expected = int(((np.asarray(y) == 0) & (np.asarray(probs).argmax(1) != 0)).sum())
     answer = asserts.integer(answer)
@@ -19,12 +15,7 @@ def _missed(answer, probs=None, y=None):
     assert answer == expected, f"{answer} is not the number of first-class images predicted as another class."
 
 
-@register("09.ece_bins",
-          "Compute the expected calibration error with 5 bins instead of 10.",
-          "a float between 0 and 1",
-          "evaluation.reliability(probs, y, bins=5) returns a dict; look at its 'ece' entry.",
-          "Fewer bins average over wider confidence ranges: the ECE depends on this choice, so "
-          "always report the number of bins with it.")
+@checker("09.ece_bins")
 def _ece(answer, probs=None, y=None):
     from ...evaluation import reliability
 

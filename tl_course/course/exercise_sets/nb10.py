@@ -1,15 +1,9 @@
 """Exercises of notebook 10 (distillation and parameter-efficient fine-tuning)."""
 from .. import asserts
-from ..exercises import register
+from ..exercises import checker
 
 
-@register("10.lora_parameters",
-          "How many trainable parameters does a rank-8 LoRA update add to a 1x1 convolution from 192 "
-          "to 1152 channels?",
-          "an int: the parameters of the two low-rank factors A (down) and B (up)",
-          "A maps 192 channels to 8, B maps 8 channels to 1152; a 1x1 convolution without bias has "
-          "in x out weights. Or wrap the layer with LoRAConv2d and count what trains.",
-          "Compare with the 192 x 1152 = 221,184 weights of the convolution itself: LoRA trains ~5% of them.")
+@checker("10.lora_parameters")
 def _lora_parameters(answer):
     from torch import nn
 
@@ -21,12 +15,7 @@ def _lora_parameters(answer):
                   {192 * 1152: "that is the size of the frozen convolution, not of its low-rank update."})
 
 
-@register("10.soft_target",
-          "A teacher outputs the logits [3.0, 1.0, -1.0]. What probability does it give to class 1 at "
-          "temperature 4?",
-          "a float between 0 and 1: softmax(logits / T)[1]",
-          "Divide the logits by T before the softmax: soft_targets(torch.tensor([...]), 4.0).",
-          "At T=1 the same class gets only 0.117: the temperature lets the wrong classes speak.")
+@checker("10.soft_target")
 def _soft_target(answer):
     import torch
 
@@ -38,12 +27,7 @@ def _soft_target(answer):
     assert abs(answer - expected) < 1e-3, f"{answer:.4f} is not softmax(logits / 4)[1]."
 
 
-@register("10.batchnorm_parameters",
-          "How many parameters does train_batchnorm_only leave trainable in Lite0's last stage, head_conv?",
-          "an int: the BatchNorm scale and shift of every channel of that stage",
-          "head_conv is a 1x1 convolution to 1280 channels followed by one BatchNorm; a BatchNorm has a "
-          "weight and a bias per channel. Or call train_batchnorm_only on (a copy of) it.",
-          "A few thousand numbers per stage, against 410 k weights in its convolution.")
+@checker("10.batchnorm_parameters")
 def _batchnorm_parameters(answer):
     import copy
 
