@@ -259,7 +259,9 @@ class TextEncoder:
         texts = _as_texts(texts)
         result: list[torch.Tensor | None] = [None] * len(texts)
         self.model.eval()
-        with torch.inference_mode(), tqdm(total=len(texts), desc=f"layer {layer} ({self.name})",
+        # no_grad rather than inference_mode: the results are ordinary tensors that training
+        # code may use freely (inference tensors cannot be saved for backward).
+        with torch.no_grad(), tqdm(total=len(texts), desc=f"layer {layer} ({self.name})",
                                           unit="sent", disable=not progress) as bar:
             for idx, batch in self._batches(texts, batch_size, bucket=True):
                 hidden = self.model.embeddings(input_ids=batch["input_ids"],
