@@ -12,10 +12,12 @@ Parts (every accuracy is on a test split; every hyper-parameter is chosen on val
   both methods; the cross-domain loss is the in-domain accuracy minus the mean of the others.
 - ``coral`` (c): CORAL re-colours the source training features with the target's covariance
   (unlabelled target train split), ``x -> (x - mu_s) Cs^-1/2 Ct^1/2 + mu_t`` with ``C + lam I``,
-  ``lam`` = 1 (the paper's choice) and ``lam`` = mean variance; compared with no adaptation.
+  ``lam`` = 1 (the paper's choice) and ``lam`` = mean variance; compared with no adaptation,
+  with moving to the target mean only, and with re-colouring only (source mean kept).
 - ``finetune`` (d): the top 1 or 2 transformer layers + a new head fine-tuned on cached
-  activations of the frozen lower layers (yelp), AdamW, linear warm-up (10 % of steps) then
-  linear decay, layers lr 5e-5, head lr 1e-3, batch 16, 12 epochs, 3 seeds, with 20 labels per
+  activations of the frozen lower layers (yelp), the head initialised from the frozen model's
+  logistic regression (LP-FT; ``--ft-init random`` for a fresh head), AdamW, linear warm-up
+  (10 % of steps) then linear decay, layers lr 5e-5, head lr 1e-3, batch 16, 12 epochs, 3 seeds, with 20 labels per
   class and all labels; against frozen + logistic regression on the same labels. Reports test
   accuracy at the last epoch and at the best-val epoch, the train loss and seconds per epoch.
 
@@ -42,6 +44,8 @@ def parse_args():
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--ft-seeds", type=int, default=3)
     p.add_argument("--ft-epochs", type=int, default=12)
+    p.add_argument("--ft-init", choices=["probe", "random"], default="probe",
+                   help="fine-tuning head: from the linear probe (LP-FT) or random")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None, help="TL_COURSE_DATA for the feature cache")
     p.add_argument("--json", default=None)
@@ -196,19 +200,26 @@ def _sqrtm(C: np.ndarray, inverse: bool = False) -> np.ndarray:
     return (V * (w ** (-0.5 if inverse else 0.5))) @ V.T
 
 
-def coral(Xs: np.ndarray, Xt: np.ndarray, lam: float | None) -> np.ndarray:
-    """Re-colour source features with the target covariance (and move them to the target mean)."""
+def coral(Xs: np.ndarray, Xt: np.ndarray, lam: float | None, mean: bool = True,
+          cov: bool = True) -> np.ndarray:
+    """Re-colour source features with the target covariance (``cov``) and move them to the
+    target mean (``mean``); ``lam`` is added to both covariances' diagonals (None: their mean
+    variance)."""
     mu_s, mu_t = Xs.mean(0), Xt.mean(0)
-    Cs, Ct = np.cov(Xs, rowvar=False), np.cov(Xt, rowvar=False)
-    ls = lam if lam is not None else np.trace(Cs) / Cs.shape[0]
-    lt = lam if lam is not None else np.trace(Ct) / Ct.shape[0]
-    A = _sqrtm(Cs + ls * np.eye(len(Cs)), inverse=True) @ _sqrtm(Ct + lt * np.eye(len(Ct)))
-    return (Xs - mu_s) @ A + mu_t
+    out = Xs - mu_s
+    if cov:
+        Cs, Ct = np.cov(Xs, rowvar=False), np.cov(Xt, rowvar=False)
+        ls = lam if lam is not None else np.trace(Cs) / Cs.shape[0]
+        lt = lam if lam is not None else np.trace(Ct) / Ct.shape[0]
+        out = out @ (_sqrtm(Cs + ls * np.eye(len(Cs)), inverse=True) @ _sqrtm(Ct + lt * np.eye(len(Ct))))
+    return out + (mu_t if mean else mu_s)
 
 
 def part_coral(feats) -> dict:
     names = list(DOMAINS)
-    variants = {"none": "skip", "coral_lam1": 1.0, "coral_lam_meanvar": None}
+    variants = {"none": "skip", "mean_shift_only": ("mean", None),
+                "coral_lam1": (1.0, None), "coral_lam_meanvar": (None, None),
+                "coral_lam_meanvar_cov_only": (None, "cov")}
     res = {f"{s}->{t}": {v: [] for v in variants} for s in names for t in names if s != t}
     for seed in range(ARGS.draws):
         splits = {d: load_dataset(f"sentiment:{d}", seed=seed) for d in names}
@@ -224,7 +235,12 @@ def part_coral(feats) -> dict:
                     if lam == "skip":
                         clf, _ = fit_lr(Xs, ys, Xv, yv)
                     else:
-                        both = coral(np.vstack([Xs, Xv]), Xt_unlab, lam)
+                        which, only = lam
+                        both = np.vstack([Xs, Xv])
+                        if which == "mean":
+                            both = coral(both, Xt_unlab, None, cov=False)
+                        else:
+                            both = coral(both, Xt_unlab, which, mean=only != "cov")
                         clf, _ = fit_lr(both[:len(Xs)], ys, both[len(Xs):], yv)
                     res[f"{s}->{t}"][v].append((clf.predict(Xte) == yte).mean())
     out = {pair: {v: ms(a) for v, a in r.items()} for pair, r in res.items()}
@@ -241,10 +257,16 @@ def lr_lambda(warmup: int, total: int):
     return lambda step: (step + 1) / warmup if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
 
 
-def finetune_once(encoder, states, data, train_idx, n_top, seed, epochs):
+def finetune_once(encoder, states, data, train_idx, n_top, seed, epochs, probe=None):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     clf = encoder.top_layers(encoder.num_layers - n_top)
+    if probe is not None:  # LP-FT: start from the linear probe (same logits as the frozen model)
+        w = torch.as_tensor(probe.coef_[0], dtype=torch.float32)
+        b = float(probe.intercept_[0])
+        with torch.no_grad():
+            clf.head.weight.copy_(torch.stack([-w / 2, w / 2]))
+            clf.head.bias.copy_(torch.tensor([-b / 2, b / 2]))
     opt = torch.optim.AdamW([{"params": clf.layers.parameters(), "lr": 5e-5},
                              {"params": clf.head.parameters(), "lr": 1e-3}], weight_decay=0.01)
     batch = 16
@@ -276,7 +298,7 @@ def finetune_once(encoder, states, data, train_idx, n_top, seed, epochs):
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         epoch_times.append(time.perf_counter() - t0)
         history.append({"train_loss": float(np.mean(losses)), "val": evaluate(Hva, data.val.targets),
                         "test": evaluate(Hte, data.test.targets)})
@@ -300,9 +322,10 @@ def part_finetune(encoder, feats) -> dict:
             for seed in range(ARGS.ft_seeds):
                 idx = (np.arange(len(data.train)) if shots == "all"
                        else few_shot_indices(data.train.targets, shots, seed=seed))
-                runs.append(finetune_once(encoder, states, data, idx, n_top, seed, ARGS.ft_epochs))
                 clf, _ = minilm_fit(feats, data.train.subset(idx), data.val)
                 frozen.append((clf.predict(feats(data.test)) == data.test.targets).mean())
+                runs.append(finetune_once(encoder, states, data, idx, n_top, seed, ARGS.ft_epochs,
+                                          probe=clf if ARGS.ft_init == "probe" else None))
             key = f"top{n_top}_{shots}"
             out[key] = {"frozen_lr_test": ms(frozen),
                         "ft_last_epoch_test": ms([r["last_test"] for r in runs]),
