@@ -17,7 +17,7 @@ Parts (every accuracy is on a test split; every hyper-parameter is chosen on val
 - ``finetune`` (d): the top 1 or 2 transformer layers + a new head fine-tuned on cached
   activations of the frozen lower layers (yelp), the head initialised from the frozen model's
   logistic regression (LP-FT; ``--ft-init random`` for a fresh head), AdamW, linear warm-up
-  (10 % of steps) then linear decay, layers lr 5e-5, head lr 1e-3, batch 16, 12 epochs, 3 seeds, with 20 labels per
+  (10 % of steps) then linear decay, layers lr 5e-5 (``--ft-lr``), head lr 1e-3, batch 16, 12 epochs, 3 seeds, with 20 labels per
   class and all labels; against frozen + logistic regression on the same labels. Reports test
   accuracy at the last epoch and at the best-val epoch, the train loss and seconds per epoch.
 
@@ -46,6 +46,7 @@ def parse_args():
     p.add_argument("--ft-epochs", type=int, default=12)
     p.add_argument("--ft-init", choices=["probe", "random"], default="probe",
                    help="fine-tuning head: from the linear probe (LP-FT) or random")
+    p.add_argument("--ft-lr", type=float, default=5e-5, help="learning rate of the transformer layers")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None, help="TL_COURSE_DATA for the feature cache")
     p.add_argument("--json", default=None)
@@ -267,7 +268,7 @@ def finetune_once(encoder, states, data, train_idx, n_top, seed, epochs, probe=N
         with torch.no_grad():
             clf.head.weight.copy_(torch.stack([-w / 2, w / 2]))
             clf.head.bias.copy_(torch.tensor([-b / 2, b / 2]))
-    opt = torch.optim.AdamW([{"params": clf.layers.parameters(), "lr": 5e-5},
+    opt = torch.optim.AdamW([{"params": clf.layers.parameters(), "lr": ARGS.ft_lr},
                              {"params": clf.head.parameters(), "lr": 1e-3}], weight_decay=0.01)
     batch = 16
     steps_per_epoch = math.ceil(len(train_idx) / batch)
@@ -354,7 +355,8 @@ def main():
     t0 = time.perf_counter()
     encoder = load_text_encoder()
     feats = Features(encoder)
-    result = {"threads": ARGS.threads, "draws": ARGS.draws, "C_grid": C_GRID,
+    result = {"threads": ARGS.threads, "draws": ARGS.draws, "C_grid": C_GRID, "ft_lr": ARGS.ft_lr,
+              "ft_init": ARGS.ft_init, "ft_epochs": ARGS.ft_epochs,
               "features_s (load + encode or cache)": round(time.perf_counter() - t0, 1),
               "load_avg_start": os.getloadavg()}
     print(f"features ready in {result['features_s (load + encode or cache)']} s", flush=True)
