@@ -17,8 +17,8 @@ Parts (every accuracy is on a test split; every hyper-parameter is chosen on val
 - ``finetune`` (d): the top 1 or 2 transformer layers + a new head fine-tuned on cached
   activations of the frozen lower layers (yelp), the head initialised from the frozen model's
   logistic regression (LP-FT; ``--ft-init random`` for a fresh head), AdamW, linear warm-up
-  (10 % of steps) then linear decay, layers lr 5e-5 (``--ft-lr``), head lr 1e-3, batch 16, 12 epochs, 3 seeds, with 20 labels per
-  class and all labels; against frozen + logistic regression on the same labels. Reports test
+  (10 % of steps) then linear decay, layers lr 5e-5 (``--ft-lr``), head lr 1e-3, batch 16,
+  12 epochs, 3 seeds, with 20 labels per class and all labels; against frozen + logistic regression on the same labels. Reports test
   accuracy at the last epoch and at the best-val epoch, the train loss and seconds per epoch.
 
 Threads: 1 (PyTorch and BLAS) unless ``--threads``; run it under ``nice`` on a shared machine.
