@@ -236,3 +236,10 @@ def test_offline_without_copy(monkeypatch, no_local_copy):
     with pytest.raises(DownloadError, match="TL_COURSE_MIRROR"):
         load_dataset("sentiment:yelp")
     assert sentiment._available()[0] is False
+
+
+def test_per_class_subset_of_text_splits():
+    small = load_dataset("sentiment:yelp").per_class(5, 10, seed=1)
+    assert small.train.class_counts() == {"negative": 5, "positive": 5}
+    assert small.val.class_counts() == {"negative": 10, "positive": 10}
+    assert isinstance(small.train, TextDataset) and isinstance(small.train[0][0], str)
