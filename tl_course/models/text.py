@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .. import cache, settings
+from ..data.types import content_hash
 from ..download import DownloadError, extract_archive, sha256_file
 
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -101,7 +102,7 @@ def model_dir(verify: bool = True) -> Path:
     """
     zip_path = model_zip_path()
     if verify:
-        actual = sha256_file(zip_path)
+        actual = content_hash(zip_path)  # remembered while the file's size/times/inode are unchanged
         if actual != MODEL_ZIP_SHA256:
             raise TextModelUnavailable(
                 f"{zip_path} is corrupt or not the expected version: sha256 {actual}, expected "
@@ -112,7 +113,7 @@ def model_dir(verify: bool = True) -> Path:
         try:
             hashes = json.loads(record.read_text())["sha256"]
             ok = all((target / name).is_file() for name in REQUIRED_FILES) and (
-                not verify or all(sha256_file(target / n) == h for n, h in hashes.items()))
+                not verify or all(content_hash(target / n) == h for n, h in hashes.items()))
         except (OSError, ValueError, KeyError, TypeError):
             ok = False
         if ok:
