@@ -13,6 +13,7 @@ Usage::
     data = load_dataset("hymenoptera")
 """
 from . import digits, folder, hymenoptera  # noqa: F401  (each registers its datasets)
+from . import sentiment  # noqa: F401  (sentiment:<domain>, text datasets)
 from .registry import DATASETS, dataset_table, load_dataset, load_dataset_or_fallback, register_dataset
 from .types import (DatasetError, DatasetSplits, ImageDataset, few_shot_indices, image_tensors,
                     split_indices)
