@@ -73,6 +73,7 @@ class TrainedClassifier:
     mode: str
     metrics: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    modality: str = "image"
 
     @torch.no_grad()
     def predict_images(self, images) -> torch.Tensor:
@@ -184,6 +185,13 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
         check_output_dir(out_dir)  # before training: a bad --out fails now, not after the run
     start = time.perf_counter()
     splits = _resolve_data(data)
+    if hasattr(splits.train, "texts"):  # a text dataset: the text classifier
+        from .text_classifier import train_text_classifier
+
+        if image_size is not None:
+            raise ValueError("--image-size applies to images; this dataset holds texts.")
+        return train_text_classifier(splits, mode=mode, seed=seed, out_dir=out_dir, epochs=epochs,
+                                     progress=progress)
     bb = load_backbone(backbone, image_size=image_size)
     model, info = train_head(bb, splits, recipe, seed, progress)
     if mode == "finetune":
@@ -226,8 +234,15 @@ def save_classifier(clf: TrainedClassifier, out_dir: str | Path) -> Path:
     Usage: ``save_classifier(clf, "runs/ants")``
     """
     out = check_output_dir(out_dir)
+    if getattr(clf, "modality", "image") == "text":
+        from .text_classifier import text_payload
+
+        payload = {"format": FORMAT, **text_payload(clf)}
+        cache.write_atomically(out / "model.pt", lambda tmp: torch.save(payload, tmp))
+        cache.write_json(out / "metrics.json", clf.metrics)
+        return out / "model.pt"
     bb = clf.backbone
-    payload = {"format": FORMAT, "state_dict": {k: v.detach().cpu() for k, v in clf.model.state_dict().items()},
+    payload = {"format": FORMAT, "modality": "image", "state_dict": {k: v.detach().cpu() for k, v in clf.model.state_dict().items()},
                "classes": list(clf.classes), "backbone": bb.name, "image_size": bb.image_size,
                "head": clf.metrics.get("recipe", {}).get("head", "linear"), "mode": clf.mode,
                "preprocessing": dataclasses.asdict(bb.preprocessing)}
@@ -269,10 +284,14 @@ def _check_payload(payload, path: Path) -> None:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointMismatch(f"{path} is not a tl-course classifier (expected format {FORMAT!r}); "
                                  "it comes from elsewhere and was not used. Train one with `tl-course train`.")
-    for key in ("state_dict", "classes", "backbone", "preprocessing"):
+    modality = payload.get("modality", "image")
+    if modality not in ("image", "text"):
+        bad(f"unknown modality {modality!r}")
+    needed = ("state_dict", "classes") + (("backbone", "preprocessing") if modality == "image" else ("encoder",))
+    for key in needed:
         if key not in payload:
             bad(f"the entry {key!r} is missing")
-    if not isinstance(payload["backbone"], str) or payload["backbone"] not in BACKBONES:
+    if modality == "image" and (not isinstance(payload["backbone"], str) or payload["backbone"] not in BACKBONES):
         bad(f"unknown backbone {payload['backbone']!r} (known: {', '.join(BACKBONES)})")
     classes = payload["classes"]
     if (not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes)
@@ -286,6 +305,8 @@ def _check_payload(payload, path: Path) -> None:
         bad("'state_dict' must map parameter names to tensors")
     if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
         bad("its weights contain NaN or infinite values")
+    if modality == "text":
+        return
     prep = payload["preprocessing"]
     fields = {f.name for f in dataclasses.fields(Preprocessing)}
     if not isinstance(prep, dict) or set(prep) != fields:
@@ -318,6 +339,16 @@ def load_classifier(model_dir: str | Path) -> TrainedClassifier:
                                  "plain tensors and metadata, so it was NOT unpickled and nothing in it ran. "
                                  "Train one with `tl-course train`.") from None
     _check_payload(payload, path)
+    metrics_path = Path(model_dir) / "metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    except (ValueError, OSError):
+        metrics = {}
+    metrics = metrics if isinstance(metrics, dict) else {}
+    if payload.get("modality") == "text":
+        from .text_classifier import text_classifier_from
+
+        return text_classifier_from(payload, path, metrics)
     prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["preprocessing"].items()})
     arch = BACKBONES[payload["backbone"]].classifier(False)
     bb = backbone_from(payload["backbone"], arch, image_size=payload.get("image_size"), preprocessing=prep)
@@ -327,13 +358,7 @@ def load_classifier(model_dir: str | Path) -> TrainedClassifier:
     except RuntimeError as exc:
         raise CheckpointMismatch(f"{path}: weights do not fit {payload['backbone']} with a "
                                  f"{len(payload['classes'])}-class head ({str(exc).splitlines()[0]}).") from None
-    metrics_path = Path(model_dir) / "metrics.json"
-    try:
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    except (ValueError, OSError):
-        metrics = {}
-    return TrainedClassifier(model.eval(), bb, list(payload["classes"]), str(payload.get("mode", "?")),
-                             metrics if isinstance(metrics, dict) else {})
+    return TrainedClassifier(model.eval(), bb, list(payload["classes"]), str(payload.get("mode", "?")), metrics)
 
 
 def expand_image_paths(paths) -> list[Path]:

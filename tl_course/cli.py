@@ -6,7 +6,8 @@ Usage::
     tl-course course [--out build/course]
     tl-course run NOTEBOOK [-p NAME VALUE ...] [--out build/run]
     tl-course train DATA [--backbone NAME] [--mode frozen|finetune] [--epochs N] [--seed S] --out DIR
-    tl-course predict DIR PATH...
+    tl-course predict DIR PATH...             # images (or text files, for a text model)
+    tl-course predict DIR --text "..." [--text ...]
     tl-course student OUT_DIR
     tl-course notebooks [--data-dependent]   # the course notebooks, one path per line
     tl-course execute NOTEBOOK...            # execute in place, as committed outputs are made
@@ -32,6 +33,7 @@ def _info(_args) -> int:
     from . import __version__, settings
     from .data import dataset_table
     from .models.backbones import backbone_table
+    from .models.text import text_model_table
 
     print(f"tl_course {__version__}, Python {platform.python_version()}, torch {torch.__version__}")
     print(f"device: {settings.device()}  (CUDA available: {torch.cuda.is_available()})")
@@ -39,6 +41,9 @@ def _info(_args) -> int:
           f"TL_COURSE_OFFLINE={int(settings.offline())}")
     print("backbones:")
     for row in backbone_table():
+        print(f"  {row['name']:<20} {'yes' if row['available offline now'] else 'no ':<4} {row['how']}")
+    print("text models:")
+    for row in text_model_table():
         print(f"  {row['name']:<20} {'yes' if row['available offline now'] else 'no ':<4} {row['how']}")
     print("datasets:")
     for row in dataset_table():
@@ -82,18 +87,36 @@ def _train(args) -> int:
     clf = train_classifier(args.data, backbone=args.backbone, mode=args.mode, epochs=args.epochs,
                            seed=args.seed, out_dir=args.out, image_size=args.image_size)
     m = clf.metrics
-    print(f"{m['mode']} {m['backbone']} on {m['dataset']} ({m['data_source']}): val_accuracy "
-          f"{m['val_accuracy']:.4f} on {m['n_val']} images, trained on {m['n_train']} in "
-          f"{m['train_seconds']:.1f} s; wrote {args.out}/model.pt and {args.out}/metrics.json")
+    what = "texts" if m.get("modality") == "text" else "images"
+    test = (f"; test accuracy {m['test_accuracy']:.4f}, balanced {m['test_balanced_accuracy']:.4f}, "
+            f"AUC {m['test_auc']:.4f} on {m['n_test']}" if "test_accuracy" in m else "")
+    kept = f" [{m['finetune_kept']}]" if "finetune_kept" in m else ""
+    print(f"{m['mode']} {m.get('backbone', m.get('encoder'))} on {m['dataset']} ({m['data_source']}): "
+          f"val_accuracy {m['val_accuracy']:.4f} on {m['n_val']} {what}{test}, trained on {m['n_train']} "
+          f"in {m['train_seconds']:.1f} s{kept}; wrote {args.out}/model.pt and {args.out}/metrics.json")
     return 0
 
 
 def _predict(args) -> int:
     from .classifier import load_classifier, predict_paths
 
+    if not args.paths and not args.text:
+        raise CliError("give image files or folders to classify, or --text for a text model.")
     clf = load_classifier(args.model_dir)
-    errors: list[str] = []
     writer = csv.writer(sys.stdout, lineterminator="\n")  # quoted as needed: commas, quotes, newlines
+    if clf.modality == "text":
+        from .text_classifier import read_texts
+
+        texts = list(args.text or []) + [t for path in args.paths for t in read_texts(path)]
+        probs = clf.predict_texts(texts)
+        for text, row in zip(texts, probs):
+            i = int(row.argmax())
+            writer.writerow([text, clf.classes[i], f"{float(row[i]):.4f}"])
+        return 0
+    if args.text:
+        raise CliError(f"{args.model_dir} holds an image classifier; --text needs a text model "
+                       "(train one with `tl-course train sentiment:yelp --out DIR`).")
+    errors: list[str] = []
     for path, label, prob in predict_paths(clf, args.paths, errors):
         writer.writerow([str(path), label, f"{prob:.4f}"])
         sys.stdout.flush()
@@ -155,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"))
     p.add_argument("--out", default="build/run")
     p.set_defaults(fn=_run)
-    p = sub.add_parser("train", help="train an image classifier by transfer learning")
-    p.add_argument("data", help="a registered dataset name (e.g. hymenoptera) or folder:<path>")
+    p = sub.add_parser("train", help="train an image or text classifier by transfer learning")
+    p.add_argument("data", help="a registered dataset name (hymenoptera, medmnist:pneumoniamnist, "
+                   "sentiment:yelp, ...) or folder:<path>")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--mode", choices=["frozen", "finetune"], default="frozen")
     p.add_argument("--epochs", type=int, default=None, help="frozen + mlp head: epochs of the head (default 40); finetune: passes over the augmented views (default 3)")
@@ -164,9 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=None, help="input crop (default: the backbone's)")
     p.add_argument("--out", required=True, help="output folder for model.pt and metrics.json")
     p.set_defaults(fn=_train)
-    p = sub.add_parser("predict", help="classify images with a trained model folder")
+    p = sub.add_parser("predict", help="classify images (or texts) with a trained model folder")
     p.add_argument("model_dir")
-    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("paths", nargs="*", help="image files or folders; for a text model, UTF-8 files "
+                   "with one text per line")
+    p.add_argument("--text", action="append", help="a text to classify (text models; repeatable)")
     p.set_defaults(fn=_predict)
     p = sub.add_parser("student", help="write the student edition of the notebooks")
     p.add_argument("out_dir")
@@ -189,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     from .data.images import ImageError
     from .download import DownloadError
     from .models.backbones import BackboneUnavailable, CheckpointMismatch
+    from .models.text import TextModelUnavailable
     from .settings import SettingsError
 
     try:
         return args.fn(args)
-    except (CliError, DatasetError, DownloadError, ImageError, BackboneUnavailable,
+    except (CliError, DatasetError, DownloadError, ImageError, BackboneUnavailable, TextModelUnavailable,
             CheckpointMismatch, SettingsError, FileNotFoundError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"tl-course {args.command}: error: {message}", file=sys.stderr)
