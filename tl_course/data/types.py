@@ -211,12 +211,13 @@ class DatasetSplits:
 
         Usage: ``print(data.summary())``
         """
+        unit = "texts" if hasattr(self.train, "texts") else "images"
         lines = [f"dataset {self.name!r} from {self.source}",
                  f"  classes ({len(self.classes)}): {', '.join(self.classes)}",
-                 f"  train: {len(self.train)} images {self.train.class_counts()}",
-                 f"  val:   {len(self.val)} images {self.val.class_counts()}"]
+                 f"  train: {len(self.train)} {unit} {self.train.class_counts()}",
+                 f"  val:   {len(self.val)} {unit} {self.val.class_counts()}"]
         if self.test is not None:
-            lines.append(f"  test:  {len(self.test)} images {self.test.class_counts()}")
+            lines.append(f"  test:  {len(self.test)} {unit} {self.test.class_counts()}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
