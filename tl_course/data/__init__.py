@@ -12,7 +12,7 @@ Usage::
     from tl_course.data import load_dataset, few_shot_indices
     data = load_dataset("hymenoptera")
 """
-from . import digits, folder, hymenoptera  # noqa: F401  (each registers its datasets)
+from . import digits, folder, hymenoptera, medmnist  # noqa: F401  (each registers its datasets)
 from .registry import DATASETS, dataset_table, load_dataset, load_dataset_or_fallback, register_dataset
 from .types import (DatasetError, DatasetSplits, ImageDataset, few_shot_indices, image_tensors,
                     split_indices)
