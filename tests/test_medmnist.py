@@ -264,3 +264,12 @@ def test_real_pneumoniamnist(monkeypatch):
     notes = " ".join(data.notes)
     assert "74% of the training images are 'pneumonia'" in notes
     assert "18 extra copies inside train, 8 val" in notes
+
+
+def test_larger_size_uses_its_own_file_and_no_bundled_fallback(monkeypatch):
+    monkeypatch.setenv("TL_COURSE_OFFLINE", "1")
+    with pytest.raises(DownloadError, match="pneumoniamnist_64.npz"):
+        load_dataset("medmnist:pneumoniamnist_64")
+    ok, how = mm.medmnist_available("pneumoniamnist_64")
+    assert not ok and "TL_COURSE_OFFLINE" in how
+    assert mm.medmnist_available("pneumoniamnist")[0]  # the bundled subset
