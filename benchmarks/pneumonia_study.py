@@ -422,6 +422,8 @@ def table(res, timing):
         if not rs:
             continue
         for split in ("val", "test"):
+            if split not in rs[0]:
+                continue
             vals = {k: [r[split][k] for r in rs] for k in ("acc", "bal_acc", "auc")}
             lines.append(f"| {name} | {split} | " + " | ".join(
                 f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}" for v in vals.values()) + " |")
