@@ -296,3 +296,17 @@ def load_medmnist(name: str, *, bundled: bool = False, fallback: bool = True, **
     notes += _notes(splits, classes)
     return DatasetSplits(f"medmnist:{label}", datasets["train"], datasets["val"], classes, source,
                          notes, test=datasets["test"])
+
+
+def _pneumonia_full_available() -> tuple[bool, str]:
+    """The full official file (not the bundled subset), which notebooks' committed outputs use."""
+    ok, how = medmnist_available("pneumoniamnist")
+    if ok and how.startswith("bundled"):
+        return False, "only the bundled subset here (set TL_COURSE_MIRROR or go online for the full set)"
+    return ok, how
+
+
+register_dataset("medmnist:pneumoniamnist", "paediatric chest X-rays (MedMNIST v2, 28x28 grey): normal vs "
+                 "pneumonia, 4708 train / 524 val / 624 test", "TL_COURSE_DATA, TL_COURSE_MIRROR or download; "
+                 "a bundled subset offline", available=_pneumonia_full_available
+                 )(lambda **kw: load_medmnist("pneumoniamnist", **kw))
