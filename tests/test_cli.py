@@ -95,7 +95,7 @@ def test_notebooks_lists_the_course_and_the_data_dependent_ones(capsys):
     assert every and all(p.endswith(".ipynb") for p in every)
     assert main(["notebooks", "--data-dependent"]) == 0
     names = [Path(p).name[:2] for p in capsys.readouterr().out.split()]
-    assert names == ["07", "08", "09", "10"]
+    assert names == ["07", "08", "09", "10", "11"]
 
 
 def test_run_refuses_to_overwrite_the_notebook_itself(tmp_path, capsys):

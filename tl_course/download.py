@@ -147,7 +147,7 @@ def _members(archive: Path, target: Path, opened: list) -> list[tuple[str, int, 
         _check_member(name, target)
         if kind == "other":
             raise DownloadError(f"Refusing to extract {name!r}: only plain files and folders are allowed "
-                                "(not links or devices).")
+                                "(not symbolic links or devices).")
         if kind == "file":
             out.append((name, size, open_member))
     return out
