@@ -34,16 +34,24 @@ class DownloadError(RuntimeError):
     """A download or extraction that failed, with the reason and what to do instead."""
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """The hex sha256 of a file's contents.
+def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest of a file's contents with ``algorithm`` (any name ``hashlib`` knows).
 
-    Usage: ``sha256_file("data/x.zip")``
+    Usage: ``file_digest("data/x.npz", "md5")``
     """
-    digest = hashlib.sha256()
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file's contents.
+
+    Usage: ``sha256_file("data/x.zip")``
+    """
+    return file_digest(path, "sha256")
 
 
 def download(url: str, dest: str | Path, sha256: str | None = None, *, progress: bool = True,

@@ -5,7 +5,7 @@ every exercise set. Each returns the answer in a clean form (a float, an int, an
 Usage::
 
     from tl_course.course import asserts
-    value = asserts.accuracy(answer)                 # a number between 0 and 1
+    value = asserts.accuracy_value(answer)               # a number between 0 and 1
     asserts.close(value, expected, 0.01, "check the seed of few_shot_indices")
 """
 from __future__ import annotations
@@ -29,10 +29,10 @@ def number(answer, what: str = "a number") -> float:
     return value
 
 
-def accuracy(answer) -> float:
+def accuracy_value(answer) -> float:
     """``answer`` as an accuracy: a number between 0 and 1.
 
-    Usage: ``value = accuracy(answer)``
+    Usage: ``value = accuracy_value(answer)``
     """
     value = number(answer, "a number (an accuracy between 0 and 1)")
     if not 0.0 <= value <= 1.0:

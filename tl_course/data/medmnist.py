@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import settings
-from ..download import DownloadError, download, sha256_file
+from ..download import DownloadError, download, file_digest, sha256_file
 from .registry import register_dataset
 from .types import DatasetError, DatasetSplits, ImageDataset
 
@@ -98,18 +98,6 @@ def _parse(name: str) -> tuple[str, str, dict, dict]:
     return flag, size, info, info["sizes"][size]
 
 
-def md5_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """The hex md5 of a file's contents (MedMNIST publishes md5s).
-
-    Usage: ``md5_file("data/medmnist/pneumoniamnist.npz")``
-    """
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_file(path: Path, entry: dict) -> str | None:
     """None when ``path`` matches the manifest ``entry`` (sha256 where known, and md5), else
     the reason it does not.
@@ -120,7 +108,7 @@ def verify_file(path: Path, entry: dict) -> str | None:
         actual = sha256_file(path)
         if actual != entry["sha256"]:
             return f"sha256 {actual}, expected {entry['sha256']}"
-    actual = md5_file(path)
+    actual = file_digest(path, "md5")
     if actual != entry["md5"]:
         return f"md5 {actual}, expected {entry['md5']}"
     return None

@@ -12,7 +12,7 @@ def _whole_backbone(answer):
     from ...features import extract_features
     from ...models.backbones import load_backbone
 
-    value = asserts.accuracy(answer)
+    value = asserts.accuracy_value(answer)
     data = load_dataset("digits_m")
     whole = load_backbone("efficientnet_lite0", image_size=64)
     W_train, y_train = extract_features(whole, data.train, progress=False)
@@ -32,7 +32,7 @@ def _one_shot_nearest(answer):
     from ...features import extract_features
     from ...data import few_shot_indices
 
-    value = asserts.accuracy(answer)
+    value = asserts.accuracy_value(answer)
     data = load_dataset("digits_m")
     backbone = truncate_backbone(load_backbone("efficientnet_lite0", image_size=64), 6)
     F_train, y_train = extract_features(backbone, data.train, progress=False)

@@ -24,7 +24,7 @@ def _digits_16():
 def _pca_self_taught(answer):
     from sklearn.decomposition import PCA
 
-    value = asserts.accuracy(answer)
+    value = asserts.accuracy_value(answer)
     X_train, y_train, X_val, y_val, pool_a, pool_b = _digits_16()
     pca = PCA(n_components=32, random_state=0).fit(X_train[pool_a].flatten(1).numpy())
     P_train, P_val = pca.transform(X_train.flatten(1).numpy()), pca.transform(X_val.flatten(1).numpy())
@@ -42,7 +42,7 @@ def _reuse_new_labelling(answer):
 
     assert isinstance(answer, dict) and {"trunk", "accuracy"} <= set(answer), \
         'expected a dict with the keys "trunk" and "accuracy".'
-    trunk, value = answer["trunk"], asserts.accuracy(answer["accuracy"])
+    trunk, value = answer["trunk"], asserts.accuracy_value(answer["accuracy"])
     assert isinstance(trunk, nn.Module), "answer['trunk'] should be the trunk module (digit_model.features)."
     X_train, y_train, X_val, y_val, pool_a, pool_b = _digits_16()
     big_train, big_val = (y_train >= 5).long(), (y_val >= 5).long()

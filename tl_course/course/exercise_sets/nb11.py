@@ -7,7 +7,7 @@ from ..exercises import checker
 
 @checker("11.balanced_accuracy")
 def _balanced_accuracy(answer, probs=None, y=None):
-    value = asserts.accuracy(answer)
+    value = asserts.accuracy_value(answer)
     pred, y = np.asarray(probs).argmax(1), np.asarray(y)
     expected = float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
     if abs(value - float(np.mean(pred == y))) < 1e-9 and abs(value - expected) > 1e-9:

@@ -36,7 +36,7 @@ def _tfidf(answer):
 
     from ...data import few_shot_indices, load_dataset
 
-    value = asserts.accuracy(answer)
+    value = asserts.accuracy_value(answer)
     amazon = load_dataset("sentiment:amazon", seed=0)
     few = amazon.train.subset(few_shot_indices(amazon.train.targets, 20, seed=0))
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(few.texts)
