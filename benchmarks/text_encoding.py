@@ -44,7 +44,7 @@ def main() -> None:
     data = load_dataset("sentiment:all")
     texts = data.train.texts + data.val.texts + data.test.texts
     targets = list(data.train.targets) + list(data.val.targets) + list(data.test.targets)
-    from tl_course.data.sentiment import TextDataset
+    from tl_course.data import TextDataset
 
     full = TextDataset(texts, targets, data.classes)
 

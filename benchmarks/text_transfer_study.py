@@ -64,7 +64,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV  # noqa: E402
 
 from tl_course.data import few_shot_indices, load_dataset  # noqa: E402
-from tl_course.data.sentiment import DOMAINS, TextDataset  # noqa: E402
+from tl_course.data import TextDataset  # noqa: E402
+from tl_course.data.sentiment import DOMAINS  # noqa: E402
 from tl_course.models.text import extract_text_features, load_text_encoder, pad_hidden  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)

@@ -18,7 +18,8 @@ import pytest
 
 from tl_course.data import DatasetError, load_dataset
 from tl_course.data import sentiment
-from tl_course.data.sentiment import (BUNDLED, DIRNAME, DOMAINS, TextDataset, normalise, parse_file,
+from tl_course.data import TextDataset
+from tl_course.data.sentiment import (BUNDLED, DIRNAME, DOMAINS, normalise, parse_file,
                                       split_groups)
 from tl_course.download import DownloadError
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from tl_course.data.sentiment import TextDataset
+from tl_course.data import TextDataset
 from tl_course.models import text
 from tl_course.models.text import (TextModelUnavailable, extract_text_features, load_text_encoder,
                                    pad_hidden, text_feature_cache_path, text_model_table)

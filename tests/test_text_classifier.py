@@ -13,7 +13,8 @@ import torch
 
 from tl_course.cli import main
 from tl_course.data import DatasetSplits
-from tl_course.data.sentiment import CLASSES, TextDataset
+from tl_course.data import TextDataset
+from tl_course.data.sentiment import CLASSES
 from tl_course.models import text
 from tl_course.text_classifier import TextRecipe, check_texts, read_texts, train_text_classifier
 
@@ -121,3 +122,24 @@ def test_finetune_keeps_frozen_unless_validation_says_otherwise(splits, isolated
         assert m["finetune_val_accuracy"] > m["frozen_val_accuracy"] and clf.from_layer == 5
     probs = clf.predict_texts(["Great.", "Awful."])
     assert probs.shape == (2, 2) and np.allclose(probs.sum(1).numpy(), 1.0, atol=1e-5)
+
+
+def test_own_tsv_file_trains_and_bad_files_are_refused(tmp_path, capsys, isolated_env):
+    rows = [f"{t}\tgood" for t in GOOD] + [f"{t}\tbad" for t in BAD]
+    good_file = tmp_path / "mine.tsv"
+    good_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    from tl_course.data import load_dataset
+
+    data = load_dataset(f"tsv:{good_file}")
+    assert data.classes == ["bad", "good"] and len(data.train) + len(data.val) + len(data.test) == 16
+    cases = {"no_label.tsv": ("A text without its label\nOK\tgood\n", "no label column"),
+             "one_class.tsv": ("a\tgood\nb\tgood\nc\tgood\n", "single label"),
+             "empty_label.tsv": ("a text\t \n", "empty label")}
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        assert main(["train", f"tsv:{tmp_path / name}", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    (tmp_path / "latin.tsv").write_bytes("caf\xe9\tgood\n".encode("latin-1"))
+    assert main(["train", f"tsv:{tmp_path / 'latin.tsv'}", "--out", str(tmp_path / "out")]) == 2
+    assert "not UTF-8" in capsys.readouterr().err

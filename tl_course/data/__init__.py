@@ -13,11 +13,11 @@ Usage::
     from tl_course.data import load_dataset, few_shot_indices
     data = load_dataset("hymenoptera")
 """
-from . import digits, folder, hymenoptera, medmnist, sentiment  # noqa: F401  (each registers its datasets)
+from . import digits, folder, hymenoptera, medmnist, sentiment, textfile  # noqa: F401  (each registers its datasets)
 from .registry import DATASETS, dataset_table, load_dataset, load_dataset_or_fallback, register_dataset
-from .types import (DatasetError, DatasetSplits, ImageDataset, few_shot_indices, image_tensors,
+from .types import (DatasetError, DatasetSplits, ImageDataset, TextDataset, few_shot_indices, image_tensors,
                     split_indices)
 
-__all__ = ["DATASETS", "DatasetError", "DatasetSplits", "ImageDataset", "dataset_table",
+__all__ = ["DATASETS", "DatasetError", "DatasetSplits", "ImageDataset", "TextDataset", "dataset_table",
            "few_shot_indices", "image_tensors", "load_dataset", "load_dataset_or_fallback",
            "register_dataset", "split_indices"]

@@ -1,4 +1,4 @@
-"""The course's data types: labelled images (:class:`ImageDataset`), a loaded dataset's splits
+"""The course's data types: labelled images (:class:`ImageDataset`) and texts (:class:`TextDataset`), a loaded dataset's splits
 (:class:`DatasetSplits`), reproducible subsets (:func:`few_shot_indices`, :func:`split_indices`)
 and in-memory images as tensors (:func:`image_tensors`).
 
@@ -189,6 +189,87 @@ def image_tensors(dataset, grayscale: bool = False, size: int | None = None
     if size is not None and tuple(x.shape[-2:]) != (size, size):
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
     return (x - 0.5) / 0.25, torch.as_tensor(dataset.targets, dtype=torch.long)
+
+
+class TextDataset:
+    """Labelled sentences: ``texts`` (list of str), ``targets`` (int64 array), ``classes``, and
+    ``domains`` (one domain name per sentence) when the sentences come from several domains.
+
+    Indexing returns ``(text, label)``.
+
+    Usage: ``ds = TextDataset(["great", "awful"], [1, 0], ["negative", "positive"]); text, y = ds[0]``
+    """
+
+    def __init__(self, texts: Sequence[str], targets: Sequence[int], classes: Sequence[str],
+                 domains: Sequence[str] | None = None):
+        texts = list(texts)
+        if len(texts) != len(targets):
+            raise DatasetError(f"{len(texts)} texts but {len(targets)} labels.")
+        if domains is not None and len(domains) != len(texts):
+            raise DatasetError(f"{len(texts)} texts but {len(domains)} domain names.")
+        if not all(isinstance(t, str) for t in texts):
+            raise DatasetError("Every text must be a str.")
+        self.texts = texts
+        self.targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+        self.classes = list(classes)
+        if len(self.targets) and (self.targets.min() < 0 or self.targets.max() >= len(self.classes)):
+            raise DatasetError(f"Labels must be in 0..{len(self.classes) - 1} for classes {self.classes}.")
+        self.domains = None if domains is None else list(domains)
+        self._fingerprint: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index: int) -> tuple[str, int]:
+        return self.texts[index], int(self.targets[index])
+
+    def subset(self, indices: Sequence[int]) -> "TextDataset":
+        """A new dataset holding only the given indices, in that order (same classes).
+
+        Usage: ``few = data.train.subset(few_shot_indices(data.train.targets, 5))``
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return TextDataset([self.texts[i] for i in idx], self.targets[idx], self.classes,
+                           None if self.domains is None else [self.domains[i] for i in idx])
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of sentences per class name.
+
+        Usage: ``data.train.class_counts()  # {'negative': 300, 'positive': 300}``
+        """
+        counts = np.bincount(self.targets, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts)}
+
+    def domain_counts(self) -> dict[str, int] | None:
+        """Number of sentences per domain, or None for a single-domain dataset.
+
+        Usage: ``load_dataset("sentiment:all").test.domain_counts()``
+        """
+        if self.domains is None:
+            return None
+        names, counts = np.unique(np.asarray(self.domains), return_counts=True)
+        return {str(n): int(c) for n, c in zip(names, counts)}
+
+    def fingerprint(self) -> str:
+        """A sha256 of the texts, labels and class names, in order: part of every feature-cache
+        key, so a changed sentence, label or order never reuses a cache.
+
+        Usage: ``key = data.train.fingerprint()``
+        """
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            digest.update(repr(self.classes).encode())
+            digest.update(self.targets.tobytes())
+            for text in self.texts:
+                raw = text.encode("utf-8")
+                digest.update(len(raw).to_bytes(8, "little"))
+                digest.update(raw)
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def __repr__(self) -> str:
+        extra = f", domains={self.domain_counts()}" if self.domains is not None else ""
+        return f"TextDataset({len(self)} sentences, classes={self.classes}{extra})"
 
 
 @dataclass
