@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tl_course.download import DownloadError, download, extract_archive, sha256_file
+from tl_course.download import DownloadError, download, extract_archive, file_digest, sha256_file
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB: several read blocks
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -22,7 +22,8 @@ def _leftovers(folder):
 def test_sha256_file(tmp_path):
     (tmp_path / "f").write_bytes(PAYLOAD)
     assert sha256_file(tmp_path / "f") == PAYLOAD_SHA
-    assert sha256_file(tmp_path / "f", chunk=7) == PAYLOAD_SHA
+    assert file_digest(tmp_path / "f", "sha256", chunk=7) == PAYLOAD_SHA
+    assert file_digest(tmp_path / "f", "md5") == hashlib.md5(PAYLOAD).hexdigest()
 
 
 def test_download_ok_with_checksum(tmp_path, http_server):
