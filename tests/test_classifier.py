@@ -237,3 +237,18 @@ def test_predict_skips_an_unreadable_image_and_exits_2(model_dir, tmp_path, caps
     out = capsys.readouterr()
     assert [r[0] for r in csv.reader(io.StringIO(out.out))] == [str(good)]
     assert "skipped" in out.err and "broken.jpg" in out.err and "Traceback" not in out.err
+
+
+def test_finetune_is_kept_only_when_it_beats_frozen_on_a_holdout_of_train(image_folder, isolated_env):
+    from tl_course.classifier import train_classifier
+
+    folder = image_folder({"red": 10, "green": 10, "blue": 10})
+    clf = train_classifier(f"folder:{folder}", mode="finetune", image_size=32, progress=False)
+    m = clf.metrics
+    assert {"holdout_frozen_accuracy", "holdout_finetune_accuracy", "n_holdout"} <= set(m)
+    assert m["n_holdout"] >= 3
+    if m["holdout_finetune_accuracy"] > m["holdout_frozen_accuracy"]:
+        assert m["finetune_kept"] == "fine-tuned"
+    else:
+        assert m["finetune_kept"].startswith("frozen")
+        assert m["val_accuracy"] == m["head_val_accuracy"]  # the frozen model, exactly

@@ -159,6 +159,32 @@ def finetune(model: transfer.TransferModel, backbone: Backbone, data: DatasetSpl
             "finetune_history": history.rows, "trainable_parameters": trainable, "total_parameters": total}
 
 
+HOLDOUT_FRACTION = 0.2
+"""The share of the training split held out to decide whether fine-tuning helps."""
+
+
+def finetune_helps(splits: DatasetSplits, backbone: str, image_size: int | None, recipe: Recipe,
+                   seed: int = 0, progress: bool = True) -> tuple[bool, dict]:
+    """The fine-tuning rule of :func:`train_classifier`: hold out ``HOLDOUT_FRACTION`` of the
+    training split (stratified, seeded), train the frozen head and the fine-tuned model on the
+    rest, and fine-tune only if it is more accurate on the holdout. The validation and test
+    splits are never looked at. Returns the decision and both holdout accuracies.
+
+    Usage: ``helps, info = finetune_helps(load_dataset("hymenoptera"), "efficientnet_lite0", None, Recipe())``
+    """
+    from .data import split_indices
+
+    rest, held = split_indices(splits.train.targets, HOLDOUT_FRACTION, seed=seed)
+    inner = dataclasses.replace(splits, train=splits.train.subset(rest), val=splits.train.subset(held), test=None)
+    bb = load_backbone(backbone, image_size=image_size)
+    model, info = train_head(bb, inner, recipe, seed, progress)
+    frozen_acc = info["head_val_accuracy"]
+    finetune(model, bb, inner, recipe, seed, progress)
+    tuned_acc = evaluate(model, bb.preprocessed(inner.val), batch_size=64)["accuracy"]
+    return tuned_acc > frozen_acc, {"holdout_frozen_accuracy": frozen_acc, "holdout_finetune_accuracy": tuned_acc,
+                                    "n_holdout": len(held)}
+
+
 def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "frozen",
                      epochs: int | None = None, seed: int = 0, out_dir: str | Path | None = None,
                      image_size: int | None = None, recipe: Recipe | None = None,
@@ -166,7 +192,10 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
     """Train a classifier on ``data`` (a registry name, ``folder:<path>`` or loaded splits) and,
     with ``out_dir``, save ``model.pt`` and ``metrics.json`` there.
 
-    ``epochs`` overrides the head epochs (frozen) or the fine-tuning epochs (finetune).
+    ``epochs`` overrides the head epochs (frozen) or the fine-tuning epochs (finetune). With
+    ``finetune``, the top stages are fine-tuned only when that beats the frozen head on a holdout
+    of the training split (:func:`finetune_helps`); otherwise the frozen model is kept, and
+    ``metrics["finetune_kept"]`` says which was kept.
 
     Usage: ``clf = train_classifier("folder:~/photos", mode="finetune", out_dir="runs/mine")``
     """
@@ -192,15 +221,21 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
             raise ValueError("--image-size applies to images; this dataset holds texts.")
         return train_text_classifier(splits, mode=mode, seed=seed, out_dir=out_dir, epochs=epochs,
                                      progress=progress)
+    kept = None
+    if mode == "finetune":  # the rule: fine-tune only if it beats the frozen head on a holdout of train
+        kept, holdout = finetune_helps(splits, backbone, image_size, recipe, seed, progress)
     bb = load_backbone(backbone, image_size=image_size)
     model, info = train_head(bb, splits, recipe, seed, progress)
-    if mode == "finetune":
+    if kept:
         info.update(finetune(model, bb, splits, recipe, seed, progress))
+    if mode == "finetune":
+        info.update(holdout, finetune_kept="fine-tuned" if kept else
+                    "frozen (fine-tuning did not beat it on a holdout of the training split)")
     train_seconds = time.perf_counter() - start
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise ValueError("Training diverged: the model's weights became NaN or infinite. Lower the "
                          "learning rate (or use --mode frozen); nothing was saved.")
-    if mode == "frozen":  # the backbone is unchanged: the head's evaluation on cached features is exact
+    if not kept:  # the backbone is unchanged: the head's evaluation on cached features is exact
         val = {"accuracy": info["head_val_accuracy"], "loss": info["head_val_loss"]}
     else:
         val = evaluate(model, bb.preprocessed(splits.val), batch_size=64)
