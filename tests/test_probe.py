@@ -11,6 +11,8 @@ from torch import nn
 from tl_course.probe import as_matrix, as_numpy, fit_logistic_head, fit_probe, probe_accuracy, probe_stages
 from tl_course.train import evaluate
 
+from helpers import blobs
+
 
 def test_linear_probe_and_weights():
     rng = np.random.default_rng(0)
@@ -45,17 +47,10 @@ def test_as_numpy_and_as_matrix():
     assert as_matrix(t).shape == (2, 3)
 
 
-def _blobs(n=120, d=8, classes=3, seed=0, spread=0.3):
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.randn(classes, d, generator=g) * 3
-    y = torch.arange(n) % classes
-    X = centres[y] + spread * torch.randn(n, d, generator=g)
-    return X, y
-
 
 def test_fit_logistic_head_binary_and_multiclass():
     for classes in (2, 3):
-        X, y = _blobs(90, d=6, classes=classes, seed=4)
+        X, y = blobs(90, d=6, classes=classes, seed=4)
         head = nn.Sequential(nn.Dropout(0.2), nn.Linear(6, classes))
         info = fit_logistic_head(head, X, y, Cs=(0.1, 1.0), cv=3)
         assert info["train_accuracy"] >= 0.95 and info["C"] in (0.1, 1.0)

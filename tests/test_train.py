@@ -12,13 +12,8 @@ from tl_course.data import few_shot_indices
 from tl_course.train import (SCHEDULES, History, Step, accuracy, as_loader, cross_entropy, epochs_for_steps,
                              evaluate, fit, images_per_second, predict, predict_proba, time_training_steps)
 
+from helpers import blobs
 
-def _blobs(n=120, d=8, classes=3, seed=0, spread=0.3):
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.randn(classes, d, generator=g) * 3
-    y = torch.arange(n) % classes
-    X = centres[y] + spread * torch.randn(n, d, generator=g)
-    return X, y
 
 
 def _model(d=8, classes=3, seed=0):
@@ -27,7 +22,7 @@ def _model(d=8, classes=3, seed=0):
 
 
 def test_fit_separable_problem():
-    train, val = _blobs(seed=0), _blobs(60, seed=0)
+    train, val = blobs(seed=0), blobs(60, seed=0)
     model = _model()
     history = fit(model, train, val, epochs=15, lr=1e-2, batch_size=16, progress=False)
     assert history.best["val_accuracy"] >= 0.95
@@ -46,13 +41,13 @@ def test_fit_separable_problem():
 
 def test_fit_without_val_keeps_last_epoch():
     model = _model()
-    history = fit(model, _blobs(), epochs=3, progress=False)
+    history = fit(model, blobs(), epochs=3, progress=False)
     assert history.best_epoch is None and history.best == history.rows[-1]
     assert "val_accuracy" not in history.rows[0]
 
 
 def test_early_stopping_with_patience():
-    train, val = _blobs(), _blobs(60, seed=1)
+    train, val = blobs(), blobs(60, seed=1)
     # lr=0: nothing changes, so no epoch after the first improves
     history = fit(_model(), train, val, epochs=20, lr=0.0, patience=3, progress=False)
     assert history.stopped_early
@@ -60,8 +55,8 @@ def test_early_stopping_with_patience():
 
 
 def test_best_state_is_restored():
-    X, y = _blobs(160, spread=2.5, seed=3)  # overlapping classes: val accuracy fluctuates
-    Xv, yv = _blobs(80, spread=2.5, seed=3)
+    X, y = blobs(160, spread=2.5, seed=3)  # overlapping classes: val accuracy fluctuates
+    Xv, yv = blobs(80, spread=2.5, seed=3)
     model = _model()
     history = fit(model, (X, y), (Xv, yv), epochs=12, lr=0.05, batch_size=8, progress=False)
     accs = history.column("val_accuracy")
@@ -72,7 +67,7 @@ def test_best_state_is_restored():
 
 def test_best_state_restore_actually_rolls_back():
     """When later epochs are worse than the best, the returned weights are the best epoch's."""
-    Xv, yv = _blobs(60, seed=1)
+    Xv, yv = blobs(60, seed=1)
     model = nn.Linear(8, 3)
 
     def wreck(m, batch, step: Step):  # a loss hook that zeroes the model from epoch 2 on
@@ -83,7 +78,7 @@ def test_best_state_restore_actually_rolls_back():
             return m(batch[0]).sum() * 0.0  # zero gradients: plain SGD leaves the zeros alone
         return cross_entropy(m, batch, step)
 
-    history = fit(model, _blobs(seed=1), (Xv, yv), epochs=4, batch_size=16, loss=wreck,
+    history = fit(model, blobs(seed=1), (Xv, yv), epochs=4, batch_size=16, loss=wreck,
                   optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
     accs = history.column("val_accuracy")
     assert accs[0] >= 0.9 and accs[1:] == [pytest.approx(1 / 3)] * 3
@@ -93,15 +88,15 @@ def test_best_state_restore_actually_rolls_back():
 
 
 def test_select_best_false_keeps_last_weights():
-    Xv, yv = _blobs(60, seed=1)
+    Xv, yv = blobs(60, seed=1)
     model = _model()
-    history = fit(model, _blobs(seed=1), (Xv, yv), epochs=4, lr=1e-2, select_best=False, progress=False)
+    history = fit(model, blobs(seed=1), (Xv, yv), epochs=4, lr=1e-2, select_best=False, progress=False)
     assert history.best_epoch is None
     assert evaluate(model, (Xv, yv))["accuracy"] == pytest.approx(history.rows[-1]["val_accuracy"])
 
 
 def test_fit_is_deterministic():
-    train, val = _blobs(seed=2, spread=1.0), _blobs(60, seed=2, spread=1.0)
+    train, val = blobs(seed=2, spread=1.0), blobs(60, seed=2, spread=1.0)
     m1, m2 = _model(seed=5), _model(seed=5)
     h1 = fit(m1, train, val, epochs=4, lr=1e-2, batch_size=16, seed=7, progress=False)
     h2 = fit(m2, train, val, epochs=4, lr=1e-2, batch_size=16, seed=7, progress=False)
@@ -119,11 +114,11 @@ def test_fit_with_no_trainable_parameters():
     for p in model.parameters():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        fit(model, _blobs(), epochs=1, progress=False)
+        fit(model, blobs(), epochs=1, progress=False)
 
 
 def test_fit_on_a_dataset_and_a_loader():
-    X, y = _blobs(60)
+    X, y = blobs(60)
     ds = torch.utils.data.TensorDataset(X, y)
     h1 = fit(_model(), ds, epochs=2, progress=False)
     h2 = fit(_model(), as_loader((X, y), 64, shuffle=True), epochs=2, progress=False)
@@ -131,7 +126,7 @@ def test_fit_on_a_dataset_and_a_loader():
 
 
 def test_as_loader_and_predict_proba():
-    X, y = _blobs(10)
+    X, y = blobs(10)
     loader = as_loader((X, y.numpy()), batch_size=4)
     assert as_loader(loader) is loader
     assert [len(b[0]) for b in loader] == [4, 4, 2]
@@ -165,7 +160,7 @@ def test_seed_everything_repeats_random_numbers():
 
 
 def test_time_training_steps_trains_and_scales_to_an_epoch():
-    X, y = _blobs(n=130)
+    X, y = blobs(n=130)
     model = _model()
     before = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -178,7 +173,7 @@ def test_time_training_steps_trains_and_scales_to_an_epoch():
 
 
 def test_time_training_steps_needs_enough_batches():
-    X, y = _blobs(n=40)
+    X, y = blobs(n=40)
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="too few"):
@@ -202,19 +197,19 @@ def test_a_loss_hook_module_with_parameters_is_trained():
 
     hook = Scaled()
     model = _model()
-    history = fit(model, _blobs(), epochs=3, lr=0.05, loss=hook, progress=False)
+    history = fit(model, blobs(), epochs=3, lr=0.05, loss=hook, progress=False)
     assert hook.temperature.item() != pytest.approx(5.0)
     assert not hook.training and not model.training
     assert "t" in history.rows[0] and "train_accuracy" not in history.rows[0]
     # the same with an optimizer the caller made for the model only
     hook2, model2 = Scaled(), _model()
-    fit(model2, _blobs(), epochs=2, loss=hook2, optimizer=torch.optim.SGD(model2.parameters(), lr=0.1),
+    fit(model2, blobs(), epochs=2, loss=hook2, optimizer=torch.optim.SGD(model2.parameters(), lr=0.1),
         progress=False)
     assert hook2.temperature.item() != pytest.approx(5.0)
 
 
 def test_fit_without_training_data_draws_batches_in_the_hook():
-    X, y = _blobs()
+    X, y = blobs()
     seen = []
 
     def hook(model, batch, step):
@@ -232,13 +227,13 @@ def test_fit_without_training_data_draws_batches_in_the_hook():
 
 
 def test_steps_per_epoch_beyond_one_pass_restarts_the_loader():
-    X, y = _blobs(20)
+    X, y = blobs(20)
     history = fit(_model(), (X, y), epochs=1, batch_size=8, steps_per_epoch=5, progress=False)
     assert len(history.rows) == 1
 
 
 def test_extra_tensors_reach_the_hook():
-    X, y = _blobs(40)
+    X, y = blobs(40)
     w = torch.rand(40)
     sizes = []
 
@@ -260,25 +255,25 @@ def test_cosine_schedule_ends_near_zero_lr():
         lrs.append(opt.param_groups[0]["lr"])  # the rate this step uses
         return cross_entropy(m, batch, step)
 
-    fit(model, _blobs(64), epochs=4, batch_size=16, optimizer=opt, schedule="cosine", loss=hook, progress=False)
+    fit(model, blobs(64), epochs=4, batch_size=16, optimizer=opt, schedule="cosine", loss=hook, progress=False)
     assert len(lrs) == 16 and lrs[0] == pytest.approx(0.1) and lrs[-1] < 1e-6
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
     assert SCHEDULES["cosine"](0.0) == pytest.approx(1.0) and SCHEDULES["cosine"](1.0) == pytest.approx(0.0)
     assert SCHEDULES["dann"](1.0) == pytest.approx(11 ** -0.75)
     opt2 = torch.optim.SGD(model.parameters(), lr=0.1)
-    fit(model, _blobs(64), epochs=2, batch_size=16, optimizer=opt2, schedule=lambda p: 1 - p, progress=False)
+    fit(model, blobs(64), epochs=2, batch_size=16, optimizer=opt2, schedule=lambda p: 1 - p, progress=False)
     assert opt2.param_groups[0]["lr"] < 0.02
-    fit(_model(), _blobs(64), epochs=2, batch_size=16, schedule="onecycle", progress=False)
+    fit(_model(), blobs(64), epochs=2, batch_size=16, schedule="onecycle", progress=False)
 
 
 def test_fit_records_step_times():
-    h = fit(_model(), _blobs(64), epochs=2, batch_size=16, step_times=True, progress=False)
+    h = fit(_model(), blobs(64), epochs=2, batch_size=16, step_times=True, progress=False)
     assert len(h.step_seconds) == 8 and all(t >= 0 for t in h.step_seconds)
 
 
 def test_metrics_are_added_to_every_row():
-    Xv, yv = _blobs(30, seed=2)
-    h = fit(_model(), _blobs(), epochs=2, progress=False, metrics=lambda m: {"target_accuracy": accuracy(m, Xv, yv)})
+    Xv, yv = blobs(30, seed=2)
+    h = fit(_model(), blobs(), epochs=2, progress=False, metrics=lambda m: {"target_accuracy": accuracy(m, Xv, yv)})
     assert all(0 <= r["target_accuracy"] <= 1 for r in h.rows)
 
 
@@ -295,7 +290,7 @@ def test_history_first_epoch_reaching_and_seconds_to_epoch():
 
 
 def test_predict_accuracy_and_epochs_for_steps():
-    X, y = _blobs(50)
+    X, y = blobs(50)
     model = _model()
     fit(model, (X, y), epochs=10, lr=1e-2, progress=False)
     logits = predict(model, X, batch_size=7)
@@ -307,7 +302,7 @@ def test_predict_accuracy_and_epochs_for_steps():
 
 
 def test_evaluate_is_always_cross_entropy():
-    X, y = _blobs(30)
+    X, y = blobs(30)
     model = _model()
     expected = nn.functional.cross_entropy(predict(model, X), y).item()
     assert evaluate(model, (X, y))["loss"] == pytest.approx(expected, rel=1e-5)
