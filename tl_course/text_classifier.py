@@ -221,7 +221,14 @@ def train_text_classifier(data, mode: str = "frozen", seed: int = 0, out_dir: st
                 "seconds_per_epoch": ft["seconds_per_epoch"],
                 "activation_cache_seconds": ft["activation_cache_seconds"]}
     clf = TrainedTextClassifier(encoder, model.eval(), list(splits.classes), mode, from_layer)
-    val_probs = clf.predict_texts(list(splits.val.texts))
+    def probabilities(split):
+        """The kept model's probabilities; the frozen one reads the cached embeddings (no re-encoding)."""
+        if from_layer is not None:
+            return clf.predict_texts(list(split.texts))
+        with torch.no_grad():
+            return model(extract_text_features(encoder, split, progress=progress)[0]).softmax(-1)
+
+    val_probs = probabilities(splits.val)
     metrics = {"modality": "text", "val_accuracy": float((val_probs.argmax(1) == y_val).float().mean()),
                "frozen_val_accuracy": frozen_val, "train_seconds": time.perf_counter() - start,
                "feature_seconds": feature_seconds, "head_C": fitted["C"], "n_train": len(splits.train),
@@ -231,7 +238,7 @@ def train_text_classifier(data, mode: str = "frozen", seed: int = 0, out_dir: st
     if splits.test is not None:
         from .evaluation import scores
 
-        probs = clf.predict_texts(list(splits.test.texts))
+        probs = probabilities(splits.test)
         metrics.update({f"test_{k}": v for k, v in scores(probs.numpy(), splits.test.targets).items()})
         metrics["n_test"] = len(splits.test)
     clf.metrics = metrics
