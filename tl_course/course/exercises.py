@@ -126,6 +126,27 @@ def checker(name: str):
     return wrap
 
 
+TRIVIAL: dict[str, Callable[[], list[tuple[Any, dict]]]] = {}
+"""For each exercise, a function returning trivial answers ``(answer, context)`` its checker must refuse."""
+
+
+def trivial_answers(name: str):
+    """Decorator registering the trivial answers of exercise ``name``: a function returning
+    ``[(answer, context), ...]``, answers a student could hand in without doing the exercise (0, an
+    empty list, ``nn.Identity()``, the number printed above the exercise, ...). The tests check that
+    the checker refuses every one of them.
+
+    Usage::
+
+        @trivial_answers("00.class_index")
+        def _(): return [(0, {}), (-1, {})]
+    """
+    def wrap(fn):
+        TRIVIAL[name] = fn
+        return fn
+    return wrap
+
+
 EXERCISES: dict[str, Exercise] = {}
 """Exercises defined in code with :func:`define` (an instructor's own, or a test's)."""
 
