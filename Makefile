@@ -18,13 +18,22 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.c
 # list is each notebook's metadata (tl_course.data), read by `tl-course notebooks --data-dependent`.
 DATA_NOTEBOOKS = $(shell $(BIN)/tl-course notebooks --data-dependent)
 
-.PHONY: venv course test test-unit test-notebooks test-fallback lab student slides execute clean-data help
+# `make course LANG=zh` / `make student LANG=zh`: the Chinese edition (translated markdown from
+# notebooks/zh/*.toml, same code). LANG is also the locale variable of the environment: only the
+# value zh selects the edition, and it is then not passed on as a locale (env -u LANG).
+EDITION  := $(if $(filter zh,$(LANG)),zh,en)
+SUFFIX   := $(if $(filter zh,$(EDITION)),-zh,)
+LANG_ENV := $(if $(filter zh,$(EDITION)),env -u LANG,)
+
+.PHONY: venv course test test-unit test-notebooks test-fallback lab student slides execute clean-data book help
 help:
 	@echo "make course         install into $(VENV)/ and execute every notebook into build/ (summary at the end)"
+	@echo "make course LANG=zh the Chinese edition, executed into build/course-zh/"
+	@echo "make book           the course as a static book, English and 中文, into build/book/ (no execution)"
 	@echo "make test           install into $(VENV)/ and run unit tests + nbval over notebooks/"
 	@echo "make test-fallback  nbval (outputs unchecked) over the data notebooks offline, without the mirror"
 	@echo "make lab            JupyterLab on notebooks/"
-	@echo "make student        write the student edition to build/student/"
+	@echo "make student        write the student edition to build/student/ (LANG=zh: build/student-zh/)"
 	@echo "make slides         add slide metadata (present with jupyterlab-rise: Alt+R) to every notebook"
 
 # --no-compile: byte-compiling all of torch at install time cost about 80 s on the 2-core machine;
@@ -38,7 +47,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 venv: $(STAMP)
 
 course: venv
-	$(BIN)/tl-course course --out build/course
+	$(LANG_ENV) $(BIN)/tl-course course --lang $(EDITION) --out build/course$(SUFFIX)
 
 test: test-unit test-notebooks
 
@@ -55,7 +64,12 @@ lab: venv
 	$(BIN)/jupyter lab notebooks
 
 student: venv
-	$(BIN)/tl-course student build/student
+	$(LANG_ENV) $(BIN)/tl-course student build/student$(SUFFIX) --lang $(EDITION)
+
+# The book: every notebook with its committed outputs (nothing is executed), the guide and the
+# glossary, English in build/book/, Chinese in build/book/zh/ (tl_course/course/book.py).
+book: venv
+	$(BIN)/tl-course book --out build/book
 
 # Slide metadata (RISE / jupyterlab-rise) on every notebook's title and sections; metadata only, no re-execution.
 slides: venv

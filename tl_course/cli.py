@@ -3,12 +3,14 @@
 Usage::
 
     tl-course info                       # versions, device, which backbones/datasets work offline
-    tl-course course [--out build/course]
+    tl-course course [--out build/course] [--lang zh]
     tl-course run NOTEBOOK [-p NAME VALUE ...] [--out build/run]
     tl-course train DATA [--backbone NAME] [--mode frozen|finetune] [--epochs N] [--seed S] --out DIR
     tl-course predict DIR PATH...             # images (or text files, for a text model)
     tl-course predict DIR --text "..." [--text ...]
-    tl-course student OUT_DIR
+    tl-course student OUT_DIR [--lang zh]
+    tl-course book [--out build/book] [--lang en zh]   # the course as a static HTML book
+    tl-course translations [--stale | --stubs] [NOTEBOOK...]   # state of the Chinese catalogue
     tl-course notebooks [--data-dependent]   # the course notebooks, one path per line
     tl-course execute NOTEBOOK...            # execute in place, as committed outputs are made
     tl-course slides                         # slide metadata on every notebook
@@ -52,9 +54,22 @@ def _info(_args) -> int:
 
 
 def _course(args) -> int:
-    from .course.notebooks import run_course
+    from .course.notebooks import course_notebooks, run_course
 
-    rows = run_course(args.out)
+    if args.lang == "en":
+        rows = run_course(args.out or "build/course")
+    else:
+        import tempfile
+
+        from .course.translation import write_translated
+
+        originals = course_notebooks()
+        with tempfile.TemporaryDirectory(prefix=f"tl-course-{args.lang}-") as tmp:
+            translated = write_translated(tmp, args.lang, originals,
+                                          warn=lambda m: print(m, file=sys.stderr))
+            # run in the English notebooks' folder: their relative paths (../build/...) hold
+            rows = run_course(args.out or f"build/course-{args.lang}", translated,
+                              cwd=originals[0].parent if originals else None)
     return 0 if all(r["ok"] for r in rows) else 1
 
 
@@ -128,9 +143,64 @@ def _predict(args) -> int:
 def _student(args) -> int:
     from .course.student import write_student_edition
 
-    for path in write_student_edition(args.out_dir):
+    if args.lang == "en":
+        written = write_student_edition(args.out_dir)
+    else:
+        import tempfile
+
+        from .course.translation import write_translated
+
+        with tempfile.TemporaryDirectory(prefix=f"tl-course-{args.lang}-") as tmp:
+            translated = write_translated(tmp, args.lang, warn=lambda m: print(m, file=sys.stderr))
+            written = write_student_edition(args.out_dir, translated)
+    for path in written:
         print(path)
     return 0
+
+
+def _book(args) -> int:
+    from .course.book import build_book
+
+    seconds = build_book(args.out, tuple(args.lang), jobs=args.jobs,
+                         warn=lambda m: print(m, file=sys.stderr))
+    for lang, s in seconds.items():
+        where = args.out if lang == "en" else f"{args.out}/{lang}"
+        print(f"book ({lang}): {where}/index.html in {s:.1f} s")
+    return 0
+
+
+def _translations(args) -> int:
+    from pathlib import Path
+
+    from .course.notebooks import course_notebooks
+    from .course.translation import catalogue_path, translation_status, write_stubs
+
+    notebooks = [Path(p) for p in args.notebooks] or course_notebooks()
+    pending = 0
+    for nb in notebooks:
+        rows = translation_status(nb, args.lang)
+        todo = [r for r in rows if r.state in ("stale", "missing")]
+        pending += len(todo)
+        if args.stubs:
+            if todo or any(r.state == "orphan" for r in rows):
+                write_stubs(nb, args.lang)
+                print(f"{catalogue_path(nb, args.lang)}: {len(todo)} entr{'y' if len(todo) == 1 else 'ies'} "
+                      "marked todo = true (translate `text`, then delete the `todo` and `en` lines)")
+            continue
+        if args.stale:
+            for r in rows:
+                if r.state != "current":
+                    print(f"--- {r.notebook} cell {r.cell_id}: {r.state}")
+                    if r.english:
+                        print(r.english)
+            continue
+        counts = {s: sum(r.state == s for r in rows) for s in ("current", "stale", "missing", "orphan")}
+        print(f"{nb.name:<40} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
+    if pending and not args.stubs:
+        print(f"{pending} markdown cell(s) need a translation: `tl-course translations --stale` lists "
+              "them with their English; `tl-course translations --stubs` writes entries to fill in.",
+              file=sys.stderr)
+    return 1 if pending and not args.stubs else 0
 
 
 def _notebooks(args) -> int:
@@ -171,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="environment, device, offline availability").set_defaults(fn=_info)
     p = sub.add_parser("course", help="execute every notebook headless and summarise")
-    p.add_argument("--out", default="build/course")
+    p.add_argument("--out", default=None, help="default: build/course (build/course-LANG)")
+    p.add_argument("--lang", choices=["en", "zh"], default="en",
+                   help="zh: the Chinese edition (translated markdown, same code)")
     p.set_defaults(fn=_course)
     p = sub.add_parser("run", help="execute one notebook with parameters (papermill)")
     p.add_argument("notebook")
@@ -196,7 +268,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_predict)
     p = sub.add_parser("student", help="write the student edition of the notebooks")
     p.add_argument("out_dir")
+    p.add_argument("--lang", choices=["en", "zh"], default="en")
     p.set_defaults(fn=_student)
+    p = sub.add_parser("book", help="render the course as a static HTML book (no execution)")
+    p.add_argument("--out", default="build/book")
+    p.add_argument("--lang", nargs="+", choices=["en", "zh"], default=["en", "zh"])
+    p.add_argument("--jobs", type=int, default=1, help="Sphinx processes")
+    p.set_defaults(fn=_book)
+    p = sub.add_parser("translations", help="state of the notebooks' translation catalogues")
+    p.add_argument("notebooks", nargs="*", help="default: every course notebook")
+    p.add_argument("--lang", choices=["zh"], default="zh")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--stale", action="store_true", help="list stale/missing cells with their English")
+    g.add_argument("--stubs", action="store_true",
+                   help="write todo entries for stale/missing cells into the catalogues")
+    p.set_defaults(fn=_translations)
     p = sub.add_parser("notebooks", help="list the course notebooks (one path per line)")
     p.add_argument("--data-dependent", action="store_true",
                    help="only those whose results depend on the data mode (metadata tl_course.data)")

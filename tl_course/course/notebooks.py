@@ -63,10 +63,10 @@ def result_lines(notebook: str | Path) -> list[str]:
 
 
 def run_notebook(notebook: str | Path, out_dir: str | Path, parameters: dict | None = None,
-                 progress: bool = False) -> tuple[Path, float]:
+                 progress: bool = False, cwd: str | Path | None = None) -> tuple[Path, float]:
     """Execute ``notebook`` in a fresh kernel with papermill, writing the executed copy into
-    ``out_dir``; returns ``(executed path, seconds)``. Raises papermill's
-    ``PapermillExecutionError`` naming the failing cell.
+    ``out_dir``; returns ``(executed path, seconds)``. The kernel runs in ``cwd`` (default: the
+    notebook's folder). Raises papermill's ``PapermillExecutionError`` naming the failing cell.
 
     Usage: ``run_notebook("notebooks/01_why_transfer.ipynb", "build/run", {"SEED": 1})``
     """
@@ -78,7 +78,8 @@ def run_notebook(notebook: str | Path, out_dir: str | Path, parameters: dict | N
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / notebook.name
     start = time.perf_counter()
-    pm.execute_notebook(str(notebook), str(out), parameters=parameters or {}, cwd=str(notebook.parent),
+    pm.execute_notebook(str(notebook), str(out), parameters=parameters or {},
+                        cwd=str(cwd or notebook.parent),
                         progress_bar=progress, kernel_name="python3", log_output=False,
                         # the kernel's own start-up warnings (e.g. "running over TCP without
                         # encryption": it listens on 127.0.0.1 only) are noise in the course summary
@@ -86,9 +87,12 @@ def run_notebook(notebook: str | Path, out_dir: str | Path, parameters: dict | N
     return out, time.perf_counter() - start
 
 
-def run_course(out_dir: str | Path = "build/course", notebooks: list[Path] | None = None) -> list[dict]:
+def run_course(out_dir: str | Path = "build/course", notebooks: list[Path] | None = None,
+               cwd: str | Path | None = None) -> list[dict]:
     """Execute every course notebook with its default parameters and print a summary: each
-    notebook, seconds taken, and its ``RESULT`` lines. Returns the summary rows.
+    notebook, seconds taken, and its ``RESULT`` lines. Returns the summary rows. ``cwd``: the
+    kernels' working folder (default: each notebook's own; translated copies run in the English
+    notebooks' folder, so their relative paths mean the same).
 
     Usage: ``run_course("build/course")``
     """
@@ -96,7 +100,7 @@ def run_course(out_dir: str | Path = "build/course", notebooks: list[Path] | Non
     for nb in notebooks or course_notebooks():
         print(f"running {nb.name} ...", flush=True)
         try:
-            out, seconds = run_notebook(nb, out_dir)
+            out, seconds = run_notebook(nb, out_dir, cwd=cwd)
             rows.append({"notebook": nb.name, "seconds": seconds, "ok": True, "results": result_lines(out)})
         except Exception as exc:  # report and go on: the summary says which failed
             rows.append({"notebook": nb.name, "seconds": float("nan"), "ok": False,
