@@ -88,6 +88,9 @@ CONF = '''\
 project = {title!r}
 author = "tl-course"
 language = {language!r}
+# Sphinx's Chinese search writes `window.Stemmer = ChineseStemmer` without defining it (a
+# JavaScript error on every page): index with the English splitter instead.
+html_search_language = "en"
 extensions = ["myst_nb"]
 nb_execution_mode = "off"          # the committed outputs are the pages' outputs
 nb_merge_streams = True
