@@ -40,9 +40,10 @@ def test_translations_keep_math_code_and_numbers(notebook):
         entry = entries.get(cell.get("id"))
         if cell.cell_type != "markdown" or entry is None or entry["source"] != source_hash(cell.source):
             continue
-        for pattern, what in ((r"`[^`]+`", "inline code"), (r"\$[^$]+\$", "math"),
+        for pattern, what in ((r"`[^`]+`", "inline code"), (r"\$\$.+?\$\$|\$[^$]+\$", "math"),
                               (r"(?<![\w.])\d+(?:[.,]\d+)*(?!\d|[.,]\d| million| billion)", "number")):
-            found = [{" ".join(m.split()) for m in re.findall(pattern, text)} for text in (cell.source, entry["text"])]
+            found = [{" ".join(m.split()) for m in re.findall(pattern, text, flags=re.S)}
+                     for text in (cell.source, entry["text"])]
             missing = sorted(found[0] - found[1])
             if missing:
                 problems.append(f"cell {cell.id}: {what} {missing[:3]} not in the translation")
