@@ -3,15 +3,20 @@ notebooks/zh/*.toml, and the translation tooling (catalogue, staleness, stubs, t
 student edition) works on small notebooks built here."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat
 import pytest
 
+from tl_course import settings
 from tl_course.course.notebooks import course_notebooks
-from tl_course.course.translation import (catalogue_path, dump_catalogue, load_catalogue, set_translations,
+from tl_course.course.translation import (catalogue_path, document_path, document_status, dump_catalogue,
+                                          load_catalogue, mark_document, markdown_sections, set_translations,
                                           source_hash, translated_notebook, translation_status, write_stubs,
                                           write_translated)
 
 NOTEBOOKS = course_notebooks()
+GUIDE = (settings.project_root() or Path.cwd()) / "docs" / "guide.md"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -51,6 +56,48 @@ def test_translations_keep_math_code_and_numbers(notebook):
         if levels != [len(m) for m in re.findall(r"^(#+) ", entry["text"], flags=re.M)]:
             problems.append(f"cell {cell.id}: headings {levels} differ in the translation")
     assert not problems, f"{notebook.name}:\n" + "\n".join(problems)
+
+
+def test_the_guide_has_a_current_chinese_translation():
+    rows = document_status(GUIDE, "zh")
+    bad = [r for r in rows if r.state != "current"]
+    report = "\n".join(f"  {r.state}: {r.cell_id}" for r in bad)
+    assert not bad, (f"{document_path(GUIDE, 'zh')}: {len(bad)} section(s) do not translate the current "
+                     f"{GUIDE.name}:\n{report}\nSee them with their English: tl-course translations --stale; "
+                     "after translating, record them: tl-course translations --mark-guide")
+
+
+def test_the_chinese_guide_keeps_code_and_numbers():
+    import re
+
+    english = markdown_sections(GUIDE.read_text(encoding="utf-8"))
+    chinese = markdown_sections(document_path(GUIDE, "zh").read_text(encoding="utf-8"))
+    problems = []
+    for en, zh in zip(english, chinese):
+        en_text, zh_text = (re.sub(r"```.*?```", "", t, flags=re.S) for t in (en, zh))  # code blocks aside
+        for pattern, what in ((r"`[^`]+`", "inline code"), (r"(?<![\w.])\d+(?:[.,]\d+)*(?!\d|[.,]\d)", "number")):
+            missing = sorted({" ".join(m.split()) for m in re.findall(pattern, en_text)}
+                             - {" ".join(m.split()) for m in re.findall(pattern, zh_text)})
+            if missing:
+                problems.append(f"{en.splitlines()[0]}: {what} {missing[:5]} not in the translation")
+    assert not problems, "\n".join(problems)
+
+
+def test_markdown_sections_and_document_markers(tmp_path):
+    en = tmp_path / "guide.md"
+    en.write_text("# Guide\nIntro.\n\n## One\n```bash\n# not a heading\n```\n\n## Two\nText.\n")
+    assert [s.splitlines()[0] for s in markdown_sections(en.read_text())] == ["# Guide", "## One", "## Two"]
+    zh = document_path(en, "zh")
+    assert zh == tmp_path / "guide.zh.md"
+    assert [r.state for r in document_status(en)] == ["missing"] * 3
+    zh.write_text("# 指南\n简介。\n\n## 一\n```bash\n# not a heading\n```\n\n## 二\n正文。\n")
+    assert [r.state for r in document_status(en)] == ["stale"] * 3
+    assert mark_document(en) == 3 and mark_document(en) == 0
+    assert [r.state for r in document_status(en)] == ["current"] * 3
+    assert zh.read_text().startswith("# 指南\n<!-- en:")
+    en.write_text(en.read_text().replace("Text.", "New text."))
+    assert [r.state for r in document_status(en)] == ["current", "current", "stale"]
+    assert "<!-- en:" in document_status(en)[2].english  # the marker to write once translated
 
 
 def _notebook(tmp_path, cells):

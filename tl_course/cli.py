@@ -10,7 +10,7 @@ Usage::
     tl-course predict DIR --text "..." [--text ...]
     tl-course student OUT_DIR [--lang zh]
     tl-course book [--out build/book] [--lang en zh]   # the course as a static HTML book
-    tl-course translations [--stale | --stubs] [NOTEBOOK...]   # state of the Chinese catalogue
+    tl-course translations [--stale | --stubs | --mark-guide] [NOTEBOOK...]   # state of the Chinese edition
     tl-course notebooks [--data-dependent]   # the course notebooks, one path per line
     tl-course execute NOTEBOOK...            # execute in place, as committed outputs are made
     tl-course slides                         # slide metadata on every notebook
@@ -173,12 +173,29 @@ def _translations(args) -> int:
     from pathlib import Path
 
     from .course.notebooks import course_notebooks
-    from .course.translation import catalogue_path, translation_status, write_stubs
+    from .course.translation import (catalogue_path, document_path, document_status, mark_document,
+                                     translation_status, write_stubs)
 
     notebooks = [Path(p) for p in args.notebooks] or course_notebooks()
+    guide = _root() / "docs" / "guide.md"
+    if args.mark_guide:
+        changed = mark_document(guide, args.lang)
+        print(f"{document_path(guide, args.lang)}: {changed} section marker(s) updated")
+        return 0
+    documents = [] if args.notebooks or not guide.is_file() else [guide]
     pending = 0
-    for nb in notebooks:
-        rows = translation_status(nb, args.lang)
+    for nb in notebooks + documents:
+        if nb in documents:
+            rows = document_status(nb, args.lang)
+            if args.stubs:
+                todo = [r for r in rows if r.state in ("stale", "missing")]
+                pending += len(todo)
+                for r in todo:
+                    print(f"{r.notebook}: section {r.cell_id!r} is {r.state}: translate it, then run "
+                          "`tl-course translations --mark-guide`")
+                continue
+        else:
+            rows = translation_status(nb, args.lang)
         todo = [r for r in rows if r.state in ("stale", "missing")]
         pending += len(todo)
         if args.stubs:
@@ -190,17 +207,20 @@ def _translations(args) -> int:
         if args.stale:
             for r in rows:
                 if r.state != "current":
-                    print(f"--- {r.notebook} cell {r.cell_id}: {r.state}")
+                    what = "section" if nb in documents else "cell"
+                    print(f"--- {r.notebook} {what} {r.cell_id}: {r.state}")
                     if r.english:
                         print(r.english)
             continue
         counts = {s: sum(r.state == s for r in rows) for s in ("current", "stale", "missing", "orphan")}
         print(f"{nb.name:<40} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
-    if pending and not args.stubs:
-        print(f"{pending} markdown cell(s) need a translation: `tl-course translations --stale` lists "
-              "them with their English; `tl-course translations --stubs` writes entries to fill in.",
+    if args.stubs:
+        return 0
+    if pending:
+        print(f"{pending} markdown cell(s) or guide section(s) need a translation: `tl-course translations "
+              "--stale` lists them with their English; `--stubs` writes catalogue entries to fill in.",
               file=sys.stderr)
-    return 1 if pending and not args.stubs else 0
+    return 1 if pending else 0
 
 
 def _notebooks(args) -> int:
@@ -282,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stale", action="store_true", help="list stale/missing cells with their English")
     g.add_argument("--stubs", action="store_true",
                    help="write todo entries for stale/missing cells into the catalogues")
+    g.add_argument("--mark-guide", action="store_true",
+                   help="after translating stale sections of docs/guide.LANG.md: record the English "
+                   "sections they now translate")
     p.set_defaults(fn=_translations)
     p = sub.add_parser("notebooks", help="list the course notebooks (one path per line)")
     p.add_argument("--data-dependent", action="store_true",

@@ -19,6 +19,11 @@ English text; ``tl-course translations --stubs`` writes, for each stale or missi
 marked ``todo = true`` holding the new English (``en``), the new hash and the old translation:
 translate ``text``, then delete the ``todo`` and ``en`` lines.
 
+The course guide is translated as a whole file, ``docs/guide.<lang>.md``, with the same headings
+in the same order; under each heading a marker ``<!-- en:3f2a9c0d1e4b -->`` holds the short
+sha256 of the English section (heading to next heading) it translates, so
+:func:`document_status` tells which sections are stale in the same way.
+
 Usage::
 
     from tl_course.course.translation import translation_status, translated_notebook
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,3 +278,101 @@ def set_translations(notebook: str | Path, texts: dict[str, str], lang: str = "z
             out[cell_id] = entries[cell_id]
     cat.parent.mkdir(parents=True, exist_ok=True)
     cat.write_text(dump_catalogue(out, path.name, lang), encoding="utf-8")
+
+
+_MARKER = re.compile(r"<!-- en:([0-9a-f]{%d}) -->" % HASH_LENGTH)
+
+
+def markdown_sections(text: str) -> list[str]:
+    """``text`` split before every ATX heading (``#`` to ``######`` at the start of a line, outside
+    fenced code blocks); the part before the first heading, if any, is the first section.
+
+    Usage: ``[s.splitlines()[0] for s in markdown_sections(Path("docs/guide.md").read_text())]``
+    """
+    sections, current, fence = [], [], None
+    for line in text.splitlines(keepends=True):
+        stripped = line.lstrip()
+        if fence is None and stripped.startswith(("```", "~~~")):
+            fence = stripped[:3]
+        elif fence is not None and stripped.startswith(fence):
+            fence = None
+        elif fence is None and re.match(r"#{1,6} ", line) and current:
+            sections.append("".join(current))
+            current = []
+        current.append(line)
+    if current:
+        sections.append("".join(current))
+    return sections
+
+
+def _section_hash(section: str) -> str:
+    return source_hash(section.strip())
+
+
+def document_path(english: str | Path, lang: str = "zh") -> Path:
+    """The ``lang`` translation of a course document: ``docs/guide.md`` -> ``docs/guide.zh.md``.
+
+    Usage: ``document_path("docs/guide.md")``
+    """
+    english = Path(english)
+    return english.with_name(f"{english.stem}.{_check_lang(lang)}{english.suffix}")
+
+
+def document_status(english: str | Path, lang: str = "zh") -> list[CellStatus]:
+    """The state of each section of the ``lang`` translation of a markdown document, in order:
+    ``current`` when the section's ``<!-- en:HASH -->`` marker is the hash of the English section
+    at the same position, ``stale`` otherwise (``english`` holds the section's English and, on
+    its last line, the hash to write into the marker once translated), ``missing`` when the
+    translation has fewer sections; ``orphan`` for extra translated sections.
+
+    Usage: ``[r.cell_id for r in document_status("docs/guide.md") if r.state != "current"]``
+    """
+    english = Path(english)
+    target = document_path(english, lang)
+    en = markdown_sections(english.read_text(encoding="utf-8"))
+    tr = markdown_sections(target.read_text(encoding="utf-8")) if target.is_file() else []
+    rows = []
+    for i, section in enumerate(en):
+        heading = section.strip().splitlines()[0] if section.strip() else f"section {i}"
+        if i >= len(tr):
+            state = "missing"
+        else:
+            marker = _MARKER.search(tr[i])
+            state = "current" if marker and marker.group(1) == _section_hash(section) else "stale"
+        note = f"\n(marker for the translated section: <!-- en:{_section_hash(section)} -->)"
+        rows.append(CellStatus(target.name, heading, state, section.strip() + note))
+    rows += [CellStatus(target.name, s.strip().splitlines()[0], "orphan", "") for s in tr[len(en):]]
+    return rows
+
+
+def mark_document(english: str | Path, lang: str = "zh") -> int:
+    """Write (or rewrite) under each heading of the ``lang`` translation the marker of the English
+    section at the same position: for a translator who has just brought those sections up to
+    date. Refuses when the two documents have different numbers of sections. Returns how many
+    markers changed.
+
+    Usage: ``mark_document("docs/guide.md")``
+    """
+    english = Path(english)
+    target = document_path(english, lang)
+    en = markdown_sections(english.read_text(encoding="utf-8"))
+    tr = markdown_sections(target.read_text(encoding="utf-8"))
+    if len(en) != len(tr):
+        raise TranslationError(f"{target} has {len(tr)} sections, {english} has {len(en)}: "
+                               "translate the missing sections (same headings, same order) first.")
+    out, changed = [], 0
+    for en_section, section in zip(en, tr):
+        marker = f"<!-- en:{_section_hash(en_section)} -->"
+        old = _MARKER.search(section)
+        if old and old.group(0) == marker:
+            out.append(section)
+            continue
+        changed += 1
+        if old:
+            section = section.replace(old.group(0), marker, 1)
+        else:
+            head, _, rest = section.partition("\n")
+            section = f"{head}\n{marker}\n{rest}"
+        out.append(section)
+    target.write_text("".join(out), encoding="utf-8")
+    return changed
