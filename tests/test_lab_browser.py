@@ -1,0 +1,162 @@
+"""The live course in a real browser: start JupyterLab as `make lab` does (127.0.0.1, a token),
+open notebook 08 in headless Chromium (Playwright with the system's `chromium`), run it down to its
+fine-tuning explorer, press Run, move a control, press Run again and see the result change; and
+check that the slides extension (jupyterlab-rise) is loaded.
+
+To stay quick, the notebook is a copy of 08 cut after the explorer cell, with one cell added after
+its parameters (fewer stages in the sweep, one epoch), run offline without the mirror, so its data
+is the small `digits_m` fallback (300 + 150 images). Screenshots go to build/book/screenshots/.
+Skipped, with the reason, where Chromium or Playwright is absent.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tl_course import settings
+
+ROOT = settings.project_root() or Path.cwd()
+SHOTS = ROOT / "build" / "book" / "screenshots"
+CHROMIUM = os.environ.get("TL_COURSE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+try:
+    import playwright.sync_api  # noqa: F401
+    _PLAYWRIGHT = None
+except ImportError as exc:  # pragma: no cover - in requirements.txt
+    _PLAYWRIGHT = str(exc)
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium; "
+                       ".ci/run installs it); the live-course browser test needs it"),
+    pytest.mark.skipif(_PLAYWRIGHT is not None, reason=f"playwright is not installed ({_PLAYWRIGHT})"),
+    pytest.mark.timeout(1200),
+]
+
+QUICK = "# added by tests/test_lab_browser.py: a quick run\nSWEEP = [0, 1, 2]\nEPOCHS = 1\n"
+
+
+def _quick_notebook(folder: Path) -> Path:
+    nb = nbformat.read(str(ROOT / "notebooks" / "08_fine_tuning.ipynb"), as_version=4)
+    cells = nb.cells
+    params = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    explorer = next(i for i, c in enumerate(cells) if c.cell_type == "code" and "explorer(" in c.source
+                    and "import" not in c.source)
+    nb.cells = cells[:params + 1] + [nbformat.v4.new_code_cell(QUICK)] + cells[params + 1:explorer + 1]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    path = folder / "08_fine_tuning.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path, digits_cache):
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    _quick_notebook(folder)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, TL_COURSE_OFFLINE="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env.pop("TL_COURSE_MIRROR", None)
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={folder}", "--LabApp.expose_app_in_browser=True",
+         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", f"--LabApp.user_settings_dir={tmp_path / 'settings'}"]
+        + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),  # CI runs as root
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+            time.sleep(1)
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _output_text(page) -> str:
+    return page.inner_text(".widget-vbox .jp-OutputArea") if page.query_selector(".widget-vbox .jp-OutputArea") else ""
+
+
+def test_notebook_08_explorer_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/lab/tree/08_fine_tuning.ipynb?token={token}")
+        page.wait_for_function("window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell')",
+                               timeout=180_000)
+        # the slides extension is loaded: jupyterlab-rise registers its commands
+        rise = page.evaluate("window.jupyterapp.commands.listCommands().filter(c => /rise/i.test(c))")
+        assert rise, "jupyterlab-rise is not enabled: no RISE command in JupyterLab"
+
+        page.wait_for_function("window.jupyterapp.shell.currentWidget && "
+                               "window.jupyterapp.shell.currentWidget.sessionContext && "
+                               "window.jupyterapp.shell.currentWidget.sessionContext.session && "
+                               "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel", timeout=180_000)
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        run_button = page.locator(".widget-vbox button", has_text="Run")
+        run_button.wait_for(timeout=900_000)  # the explorer renders when its (last) cell has run
+        page.screenshot(path=str(SHOTS / "lab_08_explorer.png"))
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                              has_text="Traceback")
+        assert errors.count() == 0, errors.first.inner_text()
+
+        run_button.click()  # the initial values: N = 0
+        page.wait_for_function("document.querySelector('.widget-vbox').innerText.includes('done in')", timeout=300_000)
+        first = _output_text(page)
+        assert re.search(r"N=0, learning rate", first), f"the explorer printed {first!r}"
+
+        readout = page.locator(".widget-vbox .widget-readout").first
+        before = readout.inner_text()
+        handle = page.locator(".widget-vbox .noUi-handle").first
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"document.querySelector('.widget-vbox .widget-readout').innerText !== {before!r}",
+                               timeout=30_000)
+        assert readout.inner_text().strip() == "1", f"the slider moved to {readout.inner_text()!r}"
+
+        run_button.click()
+        page.wait_for_function("(() => { const o = document.querySelector('.widget-vbox .jp-OutputArea'); "
+                               "return o && o.innerText.includes('N=1, learning rate'); })()", timeout=300_000)
+        second = _output_text(page)
+        page.screenshot(path=str(SHOTS / "lab_08_explorer_after_run.png"))
+        assert second != first and "N=1" in second, (first, second)
+        browser.close()
