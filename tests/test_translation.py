@@ -183,3 +183,41 @@ def test_chinese_student_edition(tmp_path):
     assert [c.source for c in nb.cells if c.cell_type == "markdown"] == ["# 01 · 演示", "## 练习"]
     assert "answer = None  # TODO" in nb.cells[3].source and "answer = 2" not in nb.cells[3].source
     assert nb.metadata["tl_course"] == {"lang": "zh", "edition": "student"}
+
+
+def test_cli_translations_and_chinese_student_edition(tmp_path, capsys):
+    from tl_course.cli import main
+
+    assert main(["translations"]) == 0  # every cell current (the test above says which are not)
+    out = capsys.readouterr().out
+    assert "08_fine_tuning.ipynb" in out and "guide.md" in out
+    assert main(["student", str(tmp_path / "student-zh"), "--lang", "zh"]) == 0
+    written = sorted((tmp_path / "student-zh").glob("*.ipynb"))
+    assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
+    nb = nbformat.read(str(written[NOTEBOOKS.index(next(p for p in NOTEBOOKS if p.name.startswith("08")))]), 4)
+    assert nb.metadata["tl_course"]["edition"] == "student" and nb.metadata["tl_course"]["lang"] == "zh"
+    assert nb.cells[0].source.startswith("# 08 · 微调")
+    assert "# BEGIN SOLUTION" not in "".join(c.source for c in nb.cells)
+
+
+def test_book_sources(tmp_path):
+    """The staged book (what Sphinx builds; the browser test builds and opens it): every notebook is
+    a page in the navigation, with download links; the downloads and the zh pages exist."""
+    from tl_course.course.book import stage_book
+
+    for lang in ("en", "zh"):
+        src = stage_book(tmp_path / lang, lang, warn=lambda m: None)
+        index = (src / "index.md").read_text(encoding="utf-8")
+        for nb in NOTEBOOKS:
+            assert f"\n{nb.stem}\n" in index, f"{nb.stem} not in the {lang} navigation"
+            page = nbformat.read(str(src / nb.name), 4)
+            banner = page.cells[1].source
+            assert f"downloads/notebooks/{nb.name}" in banner and f"downloads/student/{nb.name}" in banner
+            assert (src / "_extra" / "downloads" / "student" / nb.name).is_file()
+            assert "widgets" not in page.metadata
+        assert "guide\nglossary" in index
+        assert (src / "_extra" / "downloads" / "tl-course-student.zip").stat().st_size > 0
+        assert "nb_execution_mode = \"off\"" in (src / "conf.py").read_text()
+    zh08 = nbformat.read(str(tmp_path / "zh" / "08_fine_tuning.ipynb"), 4)
+    assert zh08.cells[0].source.startswith("# 08 · 微调") and "untranslated_cells" not in zh08.metadata["tl_course"]
+    assert "# 课程指南" in (tmp_path / "zh" / "guide.md").read_text(encoding="utf-8")
