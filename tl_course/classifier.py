@@ -210,6 +210,7 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
             raise ValueError("epochs must be at least 1.")
         field_name = "head_epochs" if mode == "frozen" else "finetune_epochs"
         recipe = dataclasses.replace(recipe, **{field_name: epochs})  # the caller's recipe is left alone
+    settings.device()  # a bad TL_COURSE_DEVICE fails now, not after the data is loaded
     if out_dir is not None:
         check_output_dir(out_dir)  # before training: a bad --out fails now, not after the run
     start = time.perf_counter()

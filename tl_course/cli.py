@@ -231,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tl-course: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment (a blocked folder, a full disk), not a bug: no traceback
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in str(exc) else ""
+        print(f"tl-course {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
