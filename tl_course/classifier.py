@@ -247,7 +247,10 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
                "image_size": image_size or bb.preprocessing.crop, "dataset": splits.name,
                "data_source": splits.source, "device": settings.device(),
                "trainable_parameters": trainable, "total_parameters": total,
-               "n_skipped": len(splits.skipped), "skipped": splits.skipped,
+               "n_skipped": len(splits.skipped),
+               "n_skipped_not_image": sum(s.get("kind") == "not an image" for s in splits.skipped),
+               "n_skipped_unreadable": sum(s.get("kind") == "unreadable" for s in splits.skipped),
+               "skipped": splits.skipped,
                "recipe": recipe.__dict__.copy(),
                **{k: v for k, v in info.items() if not k.endswith("history")}}
     if splits.test is not None:  # evaluated once, after every choice was made
