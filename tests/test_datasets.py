@@ -683,6 +683,12 @@ def test_content_hash_follows_the_bytes(tmp_path):
     path.write_bytes(b"six")
     os.utime(path, (old, old))  # same size and mtime: the change time still differs
     assert content_hash(path) == hashlib.sha256(b"six").hexdigest()
+    assert content_hash(path) == hashlib.sha256(b"six").hexdigest()  # memoized again
+    other = tmp_path / "other.bin"  # a replacement with the same size and mtime (another inode)
+    other.write_bytes(b"ten")
+    os.utime(other, (old, old))
+    os.replace(other, path)
+    assert content_hash(path) == hashlib.sha256(b"ten").hexdigest()
 
 
 def test_dataset_splits_test_split_is_optional(digits_cache):
