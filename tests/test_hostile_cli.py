@@ -226,7 +226,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_cli_answers_hostile_input_with_a_message_and_status_2(case, model, tmp_path, monkeypatch, capsys):
+def test_cli_answers_hostile_input_with_a_message_and_status_2(case, model, tmp_path, monkeypatch, capfd):
     build, words = CASES[case]
     if "cuda" in case and torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
@@ -234,9 +234,9 @@ def test_cli_answers_hostile_input_with_a_message_and_status_2(case, model, tmp_
     argv, env = build(tmp_path, model)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    capsys.readouterr()
+    capfd.readouterr()
     status = main(argv)
-    out, err = capsys.readouterr()
+    out, err = capfd.readouterr()  # file-descriptor level: also what a subprocess would print
     assert status == 2, (out, err)
     assert "Traceback" not in out + err and "pwned" not in out
     assert words in err, err
