@@ -1,8 +1,9 @@
 """``folder:<path>``: any ImageFolder of yours, ``path/class/*.jpg`` (split here, stratified) or
 ``path/train/class/*`` + ``path/val/class/*``. Hidden files and folders (``.DS_Store``,
 AppleDouble ``._x.jpg``, ``.thumbnails/``) are ignored; non-image files and unreadable images are
-skipped, every one named with its reason in a warning, in ``notes`` and in ``skipped``; a missing or empty folder, a class without
-images or a single class raise :class:`~tl_course.data.types.DatasetError`.
+skipped, every one named with its reason in a warning, in ``notes`` and in ``skipped``; a
+missing or empty folder, a class without images or a single class raise
+:class:`~tl_course.data.types.DatasetError`.
 
 Usage::
 
