@@ -285,7 +285,7 @@ class DatasetSplits:
     notes: list[str] = field(default_factory=list)
     test: ImageDataset | None = None
     skipped: list[dict] = field(default_factory=list)
-    """Files left out, each ``{"path", "reason"}`` (not an image, unreadable)."""
+    """Files left out, each ``{"path", "kind", "reason"}`` (kind: ``"not an image"`` or ``"unreadable"``)."""
 
     def summary(self) -> str:
         """One short paragraph: name, source, sizes per split and class.
