@@ -97,7 +97,8 @@ def image_folder(tmp_path):
 class _Server:
     """Files served from memory. ``interrupted`` routes announce more bytes (Content-Length) than
     they send, then close; ``"chunked"`` ones send half the body in chunked encoding and close
-    without the terminating chunk."""
+    without the terminating chunk; ``"no-length"`` ones send half the body without any length
+    (the end of the connection ends the body, so the client cannot tell it was cut)."""
 
     def __init__(self):
         self.routes: dict[str, tuple[bytes, bool]] = {}
@@ -113,6 +114,13 @@ class _Server:
                     self.send_error(404, "not found")
                     return
                 body, interrupted = server.routes[self.path]
+                if interrupted == "no-length":  # HTTP/1.0 style: the body ends when the connection does
+                    self.send_response(200)
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 if interrupted == "chunked":
                     self.send_response(200)
                     self.send_header("Transfer-Encoding", "chunked")
@@ -145,7 +153,7 @@ class _Server:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
     def add(self, path: str, body: bytes, interrupted: bool | str = False) -> str:
-        """Serve ``body`` at ``/path`` (``interrupted``: False, True or ``"chunked"``); returns
+        """Serve ``body`` at ``/path`` (``interrupted``: False, True, ``"chunked"`` or ``"no-length"``); returns
         its URL."""
         self.routes["/" + path.lstrip("/")] = (body, interrupted)
         return self.url(path)

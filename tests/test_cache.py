@@ -121,3 +121,18 @@ def test_checksum_sees_dtype_shape_and_structure():
     assert cache.checksum({"a": a}) != cache.checksum({"a": a.reshape(2, 2)})
     assert cache.checksum([1, 2]) != cache.checksum((1, 2))
     assert cache.checksum({"a": 1}) != cache.checksum({"b": 1})
+
+
+def test_a_folder_that_cannot_be_written_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "features"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(cache.WriteError, match=r"Cannot write .*TL_COURSE_DATA"):
+        cache.save({"x": torch.zeros(2)}, blocker / "f.pt")
+    assert blocker.read_text().startswith("a file")  # left as it was
+
+    def disk_full(tmp):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(cache.WriteError, match="No space left on device.*nothing was changed"):
+        cache.write_atomically(tmp_path / "out.bin", disk_full)
+    assert list(tmp_path.iterdir()) == [blocker]  # no temporary file left

@@ -51,7 +51,10 @@ def trained(tmp_path_factory):
         mp.setenv("TL_COURSE_DATA", str(base / "data"))
         mp.setenv("TL_COURSE_OFFLINE", "1")
         root = _folder(base / "photos")
-        C.train_classifier(f"folder:{root}", image_size=IMAGE_SIZE, out_dir=base / "model", progress=False)
+        (root / "blue" / "notes.txt").write_text("not an image")
+        (root / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        with pytest.warns(UserWarning, match="2 file"):
+            C.train_classifier(f"folder:{root}", image_size=IMAGE_SIZE, out_dir=base / "model", progress=False)
     finally:
         mp.undo()
     return base
@@ -94,6 +97,10 @@ def test_metrics_json(trained):
     metrics = json.loads((trained / "model" / "metrics.json").read_text())
     assert metrics["classes"] == ["blue", "red"] and metrics["image_size"] == IMAGE_SIZE
     assert metrics["n_train"] + metrics["n_val"] == 12 and "test_accuracy" not in metrics  # no test split
+    # every skipped file recorded with its reason, and the counts by kind
+    assert (metrics["n_skipped"], metrics["n_skipped_not_image"], metrics["n_skipped_unreadable"]) == (2, 1, 1)
+    reasons = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in metrics["skipped"]}
+    assert "not an image file (.txt)" in reasons["notes.txt"] and "broken.png" in reasons["broken.png"]
 
 
 def test_recipe_is_left_alone_and_a_test_split_is_reported(tmp_path, monkeypatch):
@@ -169,6 +176,15 @@ BAD_PAYLOADS = {
     "preprocessing missing a field": lambda p: p["preprocessing"].pop("mean"),
     "foreign format": lambda p: p.update(format="something/else"),
     "unknown head": lambda p: p.update(head="transformer"),
+    "state_dict missing": lambda p: p.pop("state_dict"),
+    "classes missing": lambda p: p.pop("classes"),
+    "classes not strings": lambda p: p.update(classes=[0, 1]),
+    "classes with an empty name": lambda p: p.update(classes=["a", ""]),
+    "preprocessing not a dict": lambda p: p.update(preprocessing="bicubic"),
+    "unknown modality": lambda p: p.update(modality="audio"),
+    "format a list": lambda p: p.update(format=["tl_course.classifier/1"]),
+    "infinite weights": lambda p: p["state_dict"].update(
+        {k: torch.full_like(v, float("inf")) for k, v in list(p["state_dict"].items())[:1]}),
 }
 
 
@@ -185,6 +201,36 @@ def test_bad_payloads_are_refused(model_dir, tmp_path, capsys, what):
     assert main(["predict", str(model_dir), str(_image(tmp_path))]) == 2
     out = capsys.readouterr()
     assert "tl-course predict: error:" in out.err and "Traceback" not in out.err and out.out == ""
+
+
+def test_a_missing_entry_is_named_in_the_message(model_dir, tmp_path, capsys):
+    _rewrite(model_dir, lambda p: p.pop("state_dict"))
+    assert main(["predict", str(model_dir), str(_image(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert "the entry 'state_dict' is missing" in err and "Train a new one" in err
+
+
+@pytest.mark.parametrize("metrics", [b"{not json", b"", b"[1, 2]", b"\xff\xfe binary"])
+def test_a_corrupt_metrics_json_does_not_block_predict(model_dir, tmp_path, capsys, metrics):
+    (model_dir / "metrics.json").write_bytes(metrics)  # predict does not need it
+    assert main(["predict", str(model_dir), str(_image(tmp_path))]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 1 and rows[0][1] in ("blue", "red")
+
+
+def test_predict_reads_no_hidden_or_appledouble_file_in_a_folder(model_dir, tmp_path, capsys):
+    """Training skips hidden files; so does predict: AppleDouble ``._x.png`` (macOS metadata with
+    an image name), ``.DS_Store`` and hidden folders are neither predicted nor errors."""
+    folder = tmp_path / "queries"
+    make_image(folder / "x.png", CLASS_COLOURS[0], (24, 24), seed=7)
+    (folder / "._x.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    (folder / ".DS_Store").write_bytes(b"\0" * 64)
+    make_image(folder / ".thumbnails" / "x.png", CLASS_COLOURS[0], (8, 8), seed=8)
+    capsys.readouterr()
+    assert main(["predict", str(model_dir), str(folder)]) == 0
+    out = capsys.readouterr()
+    assert [r[0] for r in csv.reader(io.StringIO(out.out))] == [str(folder / "x.png")]
+    assert out.err == ""
 
 
 def test_weights_of_another_shape_are_refused(model_dir):

@@ -98,13 +98,19 @@ def test_notebooks_lists_the_course_and_the_data_dependent_ones(capsys):
     assert names == ["07", "08", "09", "10", "11"]
 
 
-def test_run_refuses_to_overwrite_the_notebook_itself(tmp_path, capsys):
+@pytest.mark.parametrize("how", ["absolute", "relative", "dot-dot", "symlink"])
+def test_run_refuses_to_overwrite_the_notebook_itself(tmp_path, capsys, monkeypatch, how):
     import nbformat
 
-    nb = tmp_path / "nb.ipynb"
+    nb = tmp_path / "nbs" / "nb.ipynb"
+    nb.parent.mkdir()
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), str(nb))
     before = nb.read_bytes()
-    assert main(["run", str(nb), "--out", str(tmp_path)]) == 2
+    monkeypatch.chdir(nb.parent)
+    (tmp_path / "link").symlink_to(nb.parent)
+    out = {"absolute": str(nb.parent), "relative": ".", "dot-dot": "../nbs/../nbs",
+           "symlink": str(tmp_path / "link")}[how]
+    assert main(["run", "nb.ipynb", "--out", out]) == 2
     err = capsys.readouterr().err
     assert "would overwrite the notebook itself" in err and "Traceback" not in err
     assert nb.read_bytes() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -250,11 +251,47 @@ def test_non_image_files_are_ignored_and_reported(image_folder):
 def test_corrupt_image_is_skipped_with_a_warning(image_folder):
     root = image_folder({"a": 4, "b": 4}, ext=".jpg")
     (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with pytest.warns(UserWarning, match="1 unreadable image"):
+    with pytest.warns(UserWarning, match="1 file\\(s\\) skipped"):
         data = load_image_folder(root)
     assert len(data.train) + len(data.val) == 8
     assert all("broken" not in p.name for p in data.train.paths + data.val.paths)
     assert any("broken.jpg" in n for n in data.notes)
+
+
+def test_every_skipped_file_is_warned_with_its_reason(image_folder):
+    """Seven skipped files (three not images, four unreadable): the warning names all seven, each
+    with its reason, and ``skipped`` says which kind each one is."""
+    root = image_folder({"a": 4, "b": 4})
+    non_images = ["notes.txt", "Thumbs.db", "README"]
+    for name in non_images:
+        (root / "a" / name).write_bytes(b"x")
+    corrupt = [f"broken{i}.png" for i in range(4)]
+    for name in corrupt:
+        (root / "b" / name).write_bytes(b"garbage")
+    with pytest.warns(UserWarning) as record:
+        data = load_image_folder(root)
+    message = "\n".join(str(w.message) for w in record)
+    assert "7 file(s) skipped" in message
+    for name in non_images:
+        assert f"{name}: not an image file" in message
+    for name in corrupt:
+        assert f"{name} is not an image PIL can read" in message
+    kinds = sorted(s["kind"] for s in data.skipped)
+    assert kinds == ["not an image"] * 3 + ["unreadable"] * 4
+
+
+def test_hidden_subfolders_and_appledouble_files_are_not_scanned(image_folder, make_img):
+    root = image_folder({"a": 3, "b": 3})
+    make_img(root / "a" / ".thumbnails" / "thumb.png", seed=50)  # a valid image, but hidden
+    (root / "b" / "._b_000.png").write_bytes(b"\x00\x05\x16\x07AppleDouble junk")  # macOS metadata
+    (root / "b" / ".cache").mkdir()
+    (root / "b" / ".cache" / "notes.txt").write_text("hidden")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: hidden files are not the user's data
+        data = load_image_folder(root)
+    names = {p.name for p in data.train.paths + data.val.paths}
+    assert names == {f"{c}_{i:03d}.png" for c in "ab" for i in range(3)}
+    assert data.skipped == []
 
 
 def test_class_with_only_corrupt_images(image_folder):
@@ -471,6 +508,17 @@ def test_mirror_with_an_extra_file_is_refused(tmp_path, fake_manifest, monkeypat
         load_dataset("hymenoptera")
 
 
+def test_mirror_with_an_extra_class_folder_is_refused(tmp_path, fake_manifest, monkeypatch, make_img):
+    """An extra class (wasps/) would silently make a 3-class problem: the copy is refused, naming it."""
+    mirror = tmp_path / "mirror"
+    shutil.copytree(fake_manifest, mirror / "hymenoptera_data")
+    for i in range(3):
+        make_img(mirror / "hymenoptera_data" / "train" / "wasps" / f"wasp {i}.jpg", seed=60 + i)
+    monkeypatch.setenv("TL_COURSE_MIRROR", str(mirror))
+    with pytest.raises(DatasetError, match="extra hymenoptera_data/train/wasps/wasp 0.jpg"):
+        load_dataset("hymenoptera")
+
+
 def _zip_tree(tree: Path, archive: Path) -> bytes:
     with zipfile.ZipFile(archive, "w") as zf:
         for p in sorted(tree.rglob("*")):
@@ -515,6 +563,31 @@ def test_hymenoptera_interrupted_download_leaves_nothing(tmp_path, fake_manifest
         load_dataset("hymenoptera")
     leftovers = [p for p in isolated_env.rglob("*") if p.is_file()]
     assert leftovers == []
+
+
+def test_hymenoptera_download_cut_short_without_a_length_is_refused_and_deleted(
+        tmp_path, fake_manifest, http_server, monkeypatch, isolated_env):
+    """Without Content-Length, a connection closed half-way looks like a complete download: the
+    archive is then checked member by member against the manifest, refused and deleted."""
+    url = http_server.add("h.zip", _zip_tree(fake_manifest, tmp_path / "h.zip"), interrupted="no-length")
+    monkeypatch.setattr(hymenoptera, "HYMENOPTERA_URL", url)
+    with pytest.raises(DatasetError, match="not the official hymenoptera set.*deleted"):
+        load_dataset("hymenoptera")
+    assert [p for p in isolated_env.rglob("*") if p.is_file()] == []  # no archive kept for the next run
+
+
+def test_a_killed_extraction_is_cleaned_on_the_next_run(tmp_path, fake_manifest, http_server,
+                                                         monkeypatch, isolated_env):
+    """A kill during extraction leaves a temporary folder (the real set: about 850 MB): the next
+    run removes it (its owner process is gone) and leaves only the verified tree."""
+    orphan = isolated_env / "..hymenoptera_extract-k1ll3d"
+    (orphan / "hymenoptera_data" / "train").mkdir(parents=True)
+    (orphan / "hymenoptera_data" / "train" / "big.jpg").write_bytes(b"\0" * 1000)
+    (orphan / ".tl-course-extracting").write_text("999999999")  # a process id that does not run
+    url = http_server.add("h.zip", _zip_tree(fake_manifest, tmp_path / "h.zip"))
+    monkeypatch.setattr(hymenoptera, "HYMENOPTERA_URL", url)
+    load_dataset("hymenoptera")
+    assert sorted(p.name for p in isolated_env.iterdir()) == ["downloads", "hymenoptera_data"]
 
 
 def test_hymenoptera_offline_without_mirror_names_the_alternatives(monkeypatch):
@@ -610,6 +683,12 @@ def test_content_hash_follows_the_bytes(tmp_path):
     path.write_bytes(b"six")
     os.utime(path, (old, old))  # same size and mtime: the change time still differs
     assert content_hash(path) == hashlib.sha256(b"six").hexdigest()
+    assert content_hash(path) == hashlib.sha256(b"six").hexdigest()  # memoized again
+    other = tmp_path / "other.bin"  # a replacement with the same size and mtime (another inode)
+    other.write_bytes(b"ten")
+    os.utime(other, (old, old))
+    os.replace(other, path)
+    assert content_hash(path) == hashlib.sha256(b"ten").hexdigest()
 
 
 def test_dataset_splits_test_split_is_optional(digits_cache):

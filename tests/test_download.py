@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import io
 import tarfile
 import zipfile
@@ -276,3 +277,65 @@ def test_corrupt_tar_gz_is_a_download_error(tmp_path):
     with pytest.raises(DownloadError):
         extract_archive(archive, tmp_path / "out")
     _assert_nothing_written(tmp_path, "full.tar.gz")
+
+
+def test_a_download_cut_short_without_a_length_fails_its_checksum(tmp_path, http_server):
+    """Without Content-Length the client cannot see the cut; the checksum does, and nothing is kept."""
+    url = http_server.add("nolength.bin", PAYLOAD, interrupted="no-length")
+    dest = tmp_path / "dl" / "nolength.bin"
+    with pytest.raises(DownloadError, match="Checksum mismatch.*deleted"):
+        download(url, dest, sha256=PAYLOAD_SHA, progress=False, timeout=10)
+    assert _leftovers(dest.parent) == []
+
+
+def test_an_archive_bomb_is_refused_before_anything_is_written(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for i in range(4):
+            zf.writestr(f"top/zeros{i}.bin", b"\0" * (1 << 20))  # 4 MiB of zeros in a few KiB
+    assert archive.stat().st_size < 50_000
+    with pytest.raises(DownloadError, match="would expand to 4,194,304 bytes.*archive bomb"):
+        extract_archive(archive, tmp_path / "out", max_bytes=1 << 20)
+    _assert_nothing_written(tmp_path, "bomb.zip")
+
+
+def test_a_member_larger_than_its_header_says_is_refused(tmp_path):
+    archive = _zip(tmp_path / "liar.zip", {"top/a.bin": PAYLOAD})
+    data = bytearray(archive.read_bytes())
+    central = data.index(b"PK\x01\x02")
+    data[central + 24:central + 28] = (100).to_bytes(4, "little")  # announces 100 bytes, holds 100 KiB
+    archive.write_bytes(bytes(data))
+    assert zipfile.ZipFile(archive).infolist()[0].file_size == 100
+    with pytest.raises(DownloadError):
+        extract_archive(archive, tmp_path / "out")
+    _assert_nothing_written(tmp_path, "liar.zip")
+
+
+def test_expected_members_missing_or_changed_refuse_the_archive(tmp_path):
+    good = {"top/a.txt": b"a", "top/b.txt": b"b"}
+    manifest = {name: hashlib.sha256(data).hexdigest() for name, data in good.items()}
+    missing = _zip(tmp_path / "missing.zip", {"top/a.txt": b"a"})
+    with pytest.raises(DownloadError, match="lacks 1 expected file.*top/b.txt"):
+        extract_archive(missing, tmp_path / "out", expected=manifest)
+    changed = _zip(tmp_path / "changed.zip", {"top/a.txt": b"a", "top/b.txt": b"B"})
+    with pytest.raises(DownloadError, match="top/b.txt differs from the official file"):
+        extract_archive(changed, tmp_path / "out", expected=manifest)
+    assert not (tmp_path / "out").exists()
+    extra = _zip(tmp_path / "extra.zip", {**good, "top/intruder.sh": b"rm -rf ~"})
+    out = extract_archive(extra, tmp_path / "out", expected=manifest)
+    assert sorted(p.name for p in (out / "top").iterdir()) == ["a.txt", "b.txt"]  # only the listed files
+
+
+def test_temporary_folders_of_killed_extractions_are_removed_on_the_next_run(tmp_path):
+    dead = tmp_path / ".out-dead1"
+    (dead / "top").mkdir(parents=True)
+    (dead / "top" / "big.bin").write_bytes(b"\0" * 10_000)
+    (dead / ".tl-course-extracting").write_text("999999999")  # its process is gone
+    unmarked = tmp_path / ".out-early"  # killed before it wrote its marker
+    unmarked.mkdir()
+    alive = tmp_path / ".out-alive"  # another extraction running right now: left alone
+    alive.mkdir()
+    (alive / ".tl-course-extracting").write_text(str(os.getpid()))
+    archive = _zip(tmp_path / "a.zip", {"top/x.txt": b"x"})
+    extract_archive(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out-alive", "a.zip", "out"]

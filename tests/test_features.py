@@ -129,6 +129,33 @@ def test_inconsistent_cache_file_is_recomputed(bb, small):
     assert X.shape[0] == len(data.train) and X.abs().sum() > 0
 
 
+def _flip(blob):
+    blob["labels"] = 1 - blob["labels"]
+
+
+def _nan(blob):
+    blob["features"][0, 0] = float("nan")
+
+
+def _narrow(blob):
+    blob["features"] = blob["features"][:, :100]
+
+
+@pytest.mark.parametrize("tamper", [_flip, _nan, _narrow], ids=["flipped labels", "NaN", "wrong width"])
+def test_a_well_checksummed_but_wrong_cache_is_recomputed(bb, small, tamper):
+    """A cache rewritten with a valid checksum (by another version, a bug or on purpose) is still
+    checked against the dataset: its labels, the backbone's width, finite values."""
+    _, data = small
+    X1, y1 = extract_features(bb, data.train, progress=False)
+    path = feature_cache_path(bb, data.train)
+    blob = cache.load(path)
+    tamper(blob)
+    cache.save(blob, path)
+    X2, y2 = extract_features(bb, data.train, progress=False)
+    torch.testing.assert_close(X1, X2)
+    assert y2.tolist() == data.train.targets.tolist()
+
+
 def test_unreadable_image_mid_extraction_leaves_no_cache(bb, small, isolated_env):
     _, data = small
     data.train.paths[-1].write_bytes(b"corrupted after the dataset was loaded")

@@ -88,3 +88,19 @@ def test_train_on_a_folder_with_corrupted_files_exits_0_or_2(fuzz_folder, tmp_pa
     status = main(["train", f"folder:{folder}", "--image-size", "32", "--out", str(tmp_path / "out")])
     captured = capsys.readouterr()
     assert status in (0, 2) and "Traceback" not in captured.err
+    bad = []
+    for path in sorted(folder.rglob("f*")):
+        try:
+            load_image(path, max_side=64)
+        except ImageError:
+            bad.append(path)
+    assert bad, "some of the copied files should be unreadable"
+    skipped_lines = [line for line in captured.err.splitlines() if line.startswith("tl-course train: skipped")]
+    for path in bad:  # every bad file named, one line each, with its reason
+        assert sum(str(path) in line for line in skipped_lines) == 1, path
+    if status == 0:
+        import json
+
+        metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+        assert metrics["n_skipped_unreadable"] == len(bad) == metrics["n_skipped"]
+        assert sorted(s["path"] for s in metrics["skipped"]) == sorted(map(str, bad))

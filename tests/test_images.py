@@ -169,6 +169,14 @@ def test_the_course_limit_replaces_pils_and_pils_is_restored(tmp_path, monkeypat
     assert Image.MAX_IMAGE_PIXELS == 100  # also after an error
 
 
+def test_a_real_90_megapixel_jpeg_is_decoded_at_reduced_size(tmp_path):
+    """Above PIL's own cap (89.5 Mpx) and below the course's MAX_PIXELS: accepted, decoded reduced."""
+    Image.new("L", (9500, 9500), 128).save(tmp_path / "scan.jpg", quality=50)  # 90.25 Mpx, 1 MB
+    assert 9500 * 9500 > Image.MAX_IMAGE_PIXELS and 9500 * 9500 < images.MAX_PIXELS
+    assert load_image(tmp_path / "scan.jpg").size == (1024, 1024)
+    assert min(load_image(tmp_path / "scan.jpg", min_side=256, max_side=None).size) < 9500  # libjpeg's scaling
+
+
 def test_truncated_jpeg(tmp_path):
     arr = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     buf = io.BytesIO()

@@ -78,7 +78,9 @@ def test_stored_files_load_with_weights_only():
     assert stored["format"].startswith("tl_course.cache/")
 
 
-def test_mistyped_metadata_is_recomputed(monkeypatch, capsys):
+@pytest.mark.parametrize("field,value", [("seconds", "fast"), ("seconds", None), ("created", "yesterday"),
+                                         ("created", 1e300), ("created", float("nan")), ("seconds", float("inf"))])
+def test_mistyped_metadata_is_recomputed(monkeypatch, capsys, field, value):
     from tl_course import cache
 
     compute, calls = counter([1, 2])
@@ -86,7 +88,7 @@ def test_mistyped_metadata_is_recomputed(monkeypatch, capsys):
     (f,) = present.results_dir().glob("nb.cell-*.pt")
     stored = cache.load(f)
     assert f.parent == cache.cache_path("results", "nb.cell", "x").parent
-    stored["seconds"] = "fast"  # validly checksummed, but the wrong type
+    stored[field] = value  # validly checksummed, but the wrong type or out of range
     cache.save(stored, f)
     monkeypatch.setenv("TL_COURSE_PRESENT", "1")
     assert present.reuse("nb.cell", compute, seed=0) == [1, 2]

@@ -59,6 +59,24 @@ def test_forcing_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
         settings.device()
 
 
+def test_a_data_folder_that_is_a_file_or_below_one_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("TL_COURSE_DATA", str(blocker))
+    with pytest.raises(settings.SettingsError, match="is a file; point it at a folder"):
+        settings.data_dir()
+    monkeypatch.setenv("TL_COURSE_DATA", str(blocker / "data"))
+    with pytest.raises(settings.SettingsError, match="Cannot create the data folder"):
+        settings.data_dir()
+
+
+@pytest.mark.parametrize("value", ["bogus", "gpu", "cuda:x", "cpu;rm -rf /"])
+def test_an_unknown_device_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv("TL_COURSE_DEVICE", value)
+    with pytest.raises(settings.SettingsError, match="is not a device"):
+        settings.device()
+
+
 def test_seed_everything():
     assert settings.seed_everything(11) == 11
     a = (random.random(), np.random.rand(), torch.rand(2).tolist())

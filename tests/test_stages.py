@@ -77,3 +77,16 @@ def test_plots(bb):
     maps = layers.stage_outputs(bb, torch.zeros(1, 3, 64, 64))
     fig = plots.plot_feature_maps([m[0] for m in maps], stages=[0, 4], per_stage=3)
     assert len(fig.axes) == 6
+
+
+def test_middle_stages_is_one_definition_for_truncation_and_stage_features(bb):
+    from tl_course.models.transfer import truncate_backbone
+
+    assert 0 < layers.MIDDLE_STAGES < len(bb.stages)
+    assert layers.stage_names(bb)[layers.MIDDLE_STAGES - 1] == "block4"
+    x = torch.randn(1, 3, 64, 64)
+    middle = truncate_backbone(bb, layers.MIDDLE_STAGES)
+    with torch.no_grad():
+        pooled = middle.model(x)
+    maps = layers.stage_outputs(bb, x)[layers.MIDDLE_STAGES - 1]
+    assert torch.allclose(pooled, maps.mean(dim=(2, 3)), atol=1e-5)

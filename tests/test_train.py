@@ -2,6 +2,8 @@
 best-state restore, determinism."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -311,3 +313,22 @@ def test_evaluate_is_always_cross_entropy():
 def test_images_per_second():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     assert images_per_second(model, (3, 16, 16), batch_size=4, batches=2) > 0
+
+
+def test_lr_range_test_sweeps_up_stops_when_the_loss_explodes_and_restores_the_weights():
+    from tl_course.train import lr_range_test
+
+    torch.manual_seed(0)
+    X = torch.randn(256, 8)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    model = torch.nn.Linear(8, 2)
+    before = copy.deepcopy(model.state_dict())
+    r = lr_range_test(model, (X, y), lr_min=1e-4, lr_max=1e4, steps=200, batch_size=32)
+    assert all(a < b for a, b in zip(r["lr"], r["lr"][1:])), "the learning rate grows every step"
+    assert r["lr"][0] == pytest.approx(1e-4)
+    assert len(r["lr"]) < 200, "a learning rate of 1e4 makes the loss explode: the test stops early"
+    assert 1e-3 < r["lr_at_min"] < 1e3
+    assert min(r["smoothed"]) < r["smoothed"][0], "the loss fell somewhere on the way up"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "weights restored"
+    with pytest.raises(ValueError, match="lr_min < lr_max"):
+        lr_range_test(model, (X, y), lr_min=1.0, lr_max=0.1)

@@ -42,6 +42,11 @@ VERSION = "2"
 _MAGIC = "tl_course.cache/2"
 
 
+class WriteError(OSError):
+    """A file the course must write (a cache, a model, metrics) that cannot be written: an
+    unwritable or blocked folder, a full disk. The message names the file and what to do."""
+
+
 def key(*parts: Any) -> str:
     """A sha256 hex digest of :data:`VERSION` and ``parts`` (each turned into text with ``repr``
     unless it already is text).
@@ -70,15 +75,23 @@ def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
     Usage: ``write_atomically(out / "model.pt", lambda tmp: torch.save(payload, tmp))``
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}",
-                                dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(path)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}",
+                                    dir=path.parent)
+    except OSError as exc:
+        raise WriteError(f"Cannot write {path} ({exc.strerror or exc}): its folder cannot be created or "
+                         "written to. Caches live under TL_COURSE_DATA: point it at a folder you can "
+                         "write to.") from None
     os.close(fd)
     tmp = Path(name)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteError(f"Cannot write {path} ({exc.strerror or exc}); nothing was changed there. "
+                         "Check the free disk space and that the folder is writable.") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -210,6 +210,7 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
             raise ValueError("epochs must be at least 1.")
         field_name = "head_epochs" if mode == "frozen" else "finetune_epochs"
         recipe = dataclasses.replace(recipe, **{field_name: epochs})  # the caller's recipe is left alone
+    settings.device()  # a bad TL_COURSE_DEVICE fails now, not after the data is loaded
     if out_dir is not None:
         check_output_dir(out_dir)  # before training: a bad --out fails now, not after the run
     start = time.perf_counter()
@@ -246,7 +247,10 @@ def train_classifier(data, backbone: str = "efficientnet_lite0", mode: str = "fr
                "image_size": image_size or bb.preprocessing.crop, "dataset": splits.name,
                "data_source": splits.source, "device": settings.device(),
                "trainable_parameters": trainable, "total_parameters": total,
-               "n_skipped": len(splits.skipped), "skipped": splits.skipped,
+               "n_skipped": len(splits.skipped),
+               "n_skipped_not_image": sum(s.get("kind") == "not an image" for s in splits.skipped),
+               "n_skipped_unreadable": sum(s.get("kind") == "unreadable" for s in splits.skipped),
+               "skipped": splits.skipped,
                "recipe": recipe.__dict__.copy(),
                **{k: v for k, v in info.items() if not k.endswith("history")}}
     if splits.test is not None:  # evaluated once, after every choice was made

@@ -97,15 +97,23 @@ def _run(args) -> int:
 
 
 def _train(args) -> int:
-    from .classifier import train_classifier
+    import warnings
 
-    clf = train_classifier(args.data, backbone=args.backbone, mode=args.mode, epochs=args.epochs,
-                           seed=args.seed, out_dir=args.out, image_size=args.image_size)
+    from .classifier import train_classifier
+    from .data.folder import skip_line
+
+    with warnings.catch_warnings():  # skipped files are listed below, one line each, not as a warning
+        warnings.filterwarnings("ignore", message=r"\d+ file\(s\) skipped under", category=UserWarning)
+        clf = train_classifier(args.data, backbone=args.backbone, mode=args.mode, epochs=args.epochs,
+                               seed=args.seed, out_dir=args.out, image_size=args.image_size)
     m = clf.metrics
+    for skip in m.get("skipped", []):
+        print(f"tl-course train: skipped {skip_line(skip)}", file=sys.stderr)
     what = "texts" if m.get("modality") == "text" else "images"
     test = (f"; test accuracy {m['test_accuracy']:.4f}, balanced {m['test_balanced_accuracy']:.4f}, "
             f"AUC {m['test_auc']:.4f} on {m['n_test']}" if "test_accuracy" in m else "")
     kept = f" [{m['finetune_kept']}]" if "finetune_kept" in m else ""
+    kept += f"; {m['n_skipped']} file(s) skipped (listed above)" if m.get("n_skipped") else ""
     print(f"{m['mode']} {m.get('backbone', m.get('encoder'))} on {m['dataset']} ({m['data_source']}): "
           f"val_accuracy {m['val_accuracy']:.4f} on {m['n_val']} {what}{test}, trained on {m['n_train']} "
           f"in {m['train_seconds']:.1f} s{kept}; wrote {args.out}/model.pt and {args.out}/metrics.json")
@@ -340,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tl-course: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment (a blocked folder, a full disk), not a bug: no traceback
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in str(exc) else ""
+        print(f"tl-course {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -67,12 +67,14 @@ def preprocessed_batches(backbone, dataset, batch_size: int = 32):
             yield pending.popleft().result()
 
 
-def _rows(n: int, dim: int | None = None):
-    """A cache check: ``features`` has ``n`` rows (of width ``dim``), labels ``n`` entries, all finite."""
+def _rows(n: int, dim: int | None = None, labels=None):
+    """A cache check: ``features`` has ``n`` rows (of width ``dim``), all finite, and ``labels``
+    ``n`` entries (equal to the dataset's own ``labels`` when given)."""
     def check(blob) -> bool:
         X, y = blob["features"], blob["labels"]
         return (X.shape[0] == n == y.shape[0] and (dim is None or X.shape[1] == dim)
-                and bool(torch.isfinite(X).all()))
+                and bool(torch.isfinite(X).all())
+                and (labels is None or torch.equal(y.cpu(), torch.as_tensor(labels, dtype=y.dtype))))
     return check
 
 
@@ -87,7 +89,7 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
     """
     path = feature_cache_path(backbone, dataset)
     if cache:
-        hit = disk.load(path, check=_rows(len(dataset), backbone.feature_dim))
+        hit = disk.load(path, check=_rows(len(dataset), backbone.feature_dim, getattr(dataset, "targets", None)))
         if hit is not None:
             return hit["features"], hit["labels"]
     device = device or settings.device()

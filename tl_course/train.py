@@ -289,6 +289,58 @@ def _fit(model, train, val, epochs, lr, weight_decay, optimizer, schedule, loss,
     return history
 
 
+class _Diverged(Exception):
+    """Raised inside :func:`lr_range_test`'s loss hook to end the test once the loss explodes."""
+
+
+def lr_range_test(model: nn.Module, train, *, lr_min: float = 1e-6, lr_max: float = 1.0, steps: int = 100,
+                  batch_size: int = 64, weight_decay: float = 0.0, stop_factor: float = 4.0,
+                  smoothing: float = 0.05, seed: int = 0, progress: bool = False) -> dict:
+    """The learning-rate range test (L. Smith 2017; fast.ai's ``lr_find``): train ``model`` for up to
+    ``steps`` steps while one learning rate for all its trainable parameters grows exponentially
+    from ``lr_min`` to ``lr_max``, record every step's loss, stop once the smoothed loss exceeds
+    ``stop_factor`` times its minimum. The model's weights are restored afterwards: the test only
+    looks. Runs through :func:`fit` (the course's one training loop).
+
+    Returns ``{"lr": [...], "loss": [...], "smoothed": [...], "lr_at_min": float}``: good learning
+    rates lie below the minimum of the smoothed curve, where the loss still falls steeply; a usual
+    choice is about ``lr_at_min / 10``.
+
+    Usage: ``r = lr_range_test(model, (X, y), lr_min=1e-6, lr_max=1e-1); plt.semilogx(r["lr"], r["smoothed"])``
+    """
+    if not 0 < lr_min < lr_max:
+        raise ValueError(f"need 0 < lr_min < lr_max, got {lr_min} and {lr_max}.")
+    ratio = lr_max / lr_min
+    lrs, losses, smoothed = [], [], []
+
+    def recording(m, batch, step):
+        value, logs = cross_entropy(m, batch, step)
+        loss = float(value.detach())
+        if not math.isfinite(loss):
+            raise _Diverged
+        lrs.append(lr_min * ratio ** step.progress)
+        losses.append(loss)
+        smoothed.append(loss if not smoothed else smoothing * loss + (1 - smoothing) * smoothed[-1])
+        if len(smoothed) > 5 and smoothed[-1] > stop_factor * min(smoothed):
+            raise _Diverged
+        return value, logs
+
+    state = copy.deepcopy(model.state_dict())
+    try:
+        fit(model, train, epochs=1, steps_per_epoch=steps, lr=lr_min, weight_decay=weight_decay,
+            schedule=lambda p: ratio ** p, loss=recording, batch_size=batch_size, select_best=False,
+            seed=seed, progress=progress, desc="lr range test")
+    except _Diverged:
+        pass
+    finally:
+        model.load_state_dict(state)
+        model.eval()
+    if not smoothed:
+        raise ValueError("The loss was not finite from the first step: lower lr_min.")
+    best = min(range(len(smoothed)), key=smoothed.__getitem__)
+    return {"lr": lrs, "loss": losses, "smoothed": smoothed, "lr_at_min": lrs[best]}
+
+
 def epochs_for_steps(n_examples: int, batch_size: int, steps: int) -> int:
     """The number of epochs that gives about ``steps`` optimizer steps on ``n_examples``, so runs
     on 10 or 1000 examples get the same amount of training.

@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -115,7 +116,14 @@ def reuse(key: str, compute: Callable[[], Any], **params) -> Any:
 
 
 def _well_formed(stored) -> bool:
-    """A stored result has a value and numeric metadata (anything else is recomputed)."""
-    return (isinstance(stored, dict) and "value" in stored
+    """A stored result has a value and finite numeric metadata, its creation time a date that
+    can be printed (anything else is recomputed)."""
+    if not (isinstance(stored, dict) and "value" in stored
             and all(isinstance(stored.get(k), (int, float)) and not isinstance(stored.get(k), bool)
-                    for k in ("created", "seconds")))
+                    and math.isfinite(stored[k]) for k in ("created", "seconds"))):
+        return False
+    try:
+        time.localtime(stored["created"])
+    except (OverflowError, OSError, ValueError):
+        return False
+    return stored["seconds"] >= 0

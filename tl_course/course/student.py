@@ -253,6 +253,8 @@ def write_student_edition(out_dir: str | Path, notebooks: list[Path] | None = No
     if not sources:
         raise FileNotFoundError("No course notebooks (notebooks/NN_*.ipynb) to convert.")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file, not a folder: choose a folder for the student edition.")
     for src in sources:
         if not src.is_file():
             raise FileNotFoundError(f"Notebook not found: {src}")

@@ -1,7 +1,9 @@
 """``folder:<path>``: any ImageFolder of yours, ``path/class/*.jpg`` (split here, stratified) or
-``path/train/class/*`` + ``path/val/class/*``. Non-image and hidden files are ignored and
-unreadable images skipped, each reported in ``notes``; a missing or empty folder, a class without
-images or a single class raise :class:`~tl_course.data.types.DatasetError`.
+``path/train/class/*`` + ``path/val/class/*``. Hidden files and folders (``.DS_Store``,
+AppleDouble ``._x.jpg``, ``.thumbnails/``) are ignored; non-image files and unreadable images are
+skipped, every one named with its reason in a warning, in ``notes`` and in ``skipped``; a
+missing or empty folder, a class without images or a single class raise
+:class:`~tl_course.data.types.DatasetError`.
 
 Usage::
 
@@ -36,7 +38,8 @@ def _scan_classes(root: Path) -> tuple[list[Path], list[int], list[str], list[di
     for label, d in enumerate(class_dirs):
         files = visible_files(d)
         images = [p for p in files if is_image_file(p)]
-        skipped += [{"path": str(p), "reason": f"not an image file ({p.suffix or 'no extension'})"}
+        skipped += [{"path": str(p), "kind": "not an image",
+                     "reason": f"not an image file ({p.suffix or 'no extension'})"}
                     for p in files if not is_image_file(p)]
         if not images:
             raise DatasetError(f"Class folder {d} contains no images ({', '.join(e for e in sorted({p.suffix for p in files}) if e) or 'it is empty'}). "
@@ -50,6 +53,15 @@ def _scan_classes(root: Path) -> tuple[list[Path], list[int], list[str], list[di
     return samples, targets, classes, skipped
 
 
+def skip_line(skip: dict) -> str:
+    """One line for a skipped file: its path and the reason (the path once, when the reason
+    already names it).
+
+    Usage: ``for s in data.skipped: print("skipped", skip_line(s))``
+    """
+    return skip["reason"] if skip["path"] in skip["reason"] else f"{skip['path']}: {skip['reason']}"
+
+
 def _drop_unreadable(samples: list[Path], targets: list[int]) -> tuple[list[Path], list[int], list[dict]]:
     keep_s, keep_t, bad = [], [], []
     for path, label in zip(samples, targets):
@@ -58,7 +70,7 @@ def _drop_unreadable(samples: list[Path], targets: list[int]) -> tuple[list[Path
             keep_s.append(path)
             keep_t.append(label)
         except ImageError as exc:
-            bad.append({"path": str(path), "reason": str(exc)})
+            bad.append({"path": str(path), "kind": "unreadable", "reason": str(exc)})
     return keep_s, keep_t, bad
 
 
@@ -66,11 +78,11 @@ def _image_folder(root: Path, check_images: bool) -> tuple[ImageDataset, list[st
     samples, targets, classes, skipped = _scan_classes(root)
     if check_images:
         samples, targets, bad = _drop_unreadable(samples, targets)
-        if bad:
-            warnings.warn(f"{len(bad)} unreadable image(s) skipped under {root}: "
-                          + "; ".join(b["path"] for b in bad), stacklevel=3)
         skipped += bad
-    notes = [f"skipped {s['path']}: {s['reason']}" for s in skipped]
+    if skipped:
+        warnings.warn(f"{len(skipped)} file(s) skipped under {root}:\n"
+                      + "\n".join(f"  {skip_line(s)}" for s in skipped), stacklevel=3)
+    notes = [f"skipped {skip_line(s)}" for s in skipped]
     if check_images:
         missing = set(range(len(classes))) - set(targets)
         if missing:

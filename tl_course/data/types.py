@@ -285,7 +285,7 @@ class DatasetSplits:
     notes: list[str] = field(default_factory=list)
     test: ImageDataset | None = None
     skipped: list[dict] = field(default_factory=list)
-    """Files left out, each ``{"path", "reason"}`` (not an image, unreadable)."""
+    """Files left out, each ``{"path", "kind", "reason"}`` (kind: ``"not an image"`` or ``"unreadable"``)."""
 
     def summary(self) -> str:
         """One short paragraph: name, source, sizes per split and class.
@@ -318,6 +318,22 @@ class DatasetSplits:
                 + f" images per class (seed {seed}) of {len(self.train)} + {len(self.val)}")
         return DatasetSplits(self.name, sub_train, sub_val, list(self.classes), self.source,
                              self.notes + [note], self.test, list(self.skipped))
+
+    def holding_out_validation(self, fraction: float = 0.2, seed: int = 0) -> "DatasetSplits":
+        """For a dataset without a test split: its validation split becomes the **test** split
+        (looked at once, to report), and a stratified ``fraction`` of the training split, drawn
+        with ``seed``, becomes the new validation split (for every choice). A dataset that has a
+        test split already is returned unchanged.
+
+        Usage: ``near = load_dataset("hymenoptera").holding_out_validation(0.2)``
+        """
+        if self.test is not None:
+            return self
+        rest, held = split_indices(self.train.targets, fraction, seed=seed)
+        note = (f"validation: {len(held)} of the {len(self.train)} training images held out (seed {seed}); "
+                f"the {len(self.val)} former validation images are the test split")
+        return DatasetSplits(self.name, self.train.subset(rest), self.train.subset(held), list(self.classes),
+                             self.source, self.notes + [note], self.val, list(self.skipped))
 
     def __repr__(self) -> str:
         return self.summary()

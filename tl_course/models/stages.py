@@ -10,8 +10,9 @@ Pooled features after every stage, cached, are :func:`tl_course.features.stage_f
 
 Usage::
 
-    from tl_course.models.stages import stage_names, feature_maps
+    from tl_course.models.stages import stage_names, feature_maps, MIDDLE_STAGES
     maps = feature_maps(bb, img)                       # one (C_i, H_i, W_i) map per stage
+    truncate_backbone(bb, MIDDLE_STAGES)               # the course's "middle" of Lite0
 """
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import nn
+
+
+MIDDLE_STAGES = 6
+"""The course's one definition of "the middle" of EfficientNet-Lite0: its first 6 of 9 stages (the
+stem and blocks 0-4), chosen once in notebook 01 and used as is elsewhere. As a truncation:
+``truncate_backbone(bb, MIDDLE_STAGES)``; as a depth in :func:`tl_course.features.stage_features`:
+index ``MIDDLE_STAGES - 1`` (``blocks.4``)."""
 
 
 # --------------------------------------------------------------------------- stages and hooks
