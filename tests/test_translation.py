@@ -221,3 +221,22 @@ def test_book_sources(tmp_path):
     zh08 = nbformat.read(str(tmp_path / "zh" / "08_fine_tuning.ipynb"), 4)
     assert zh08.cells[0].source.startswith("# 08 · 微调") and "untranslated_cells" not in zh08.metadata["tl_course"]
     assert "# 课程指南" in (tmp_path / "zh" / "guide.md").read_text(encoding="utf-8")
+
+
+def test_cli_course_lang_zh_runs_the_chinese_notebooks_in_the_notebooks_folder(tmp_path, monkeypatch):
+    """`make course LANG=zh` = `tl-course course --lang zh`: the translated notebooks are executed
+    (here: recorded) with the English notebooks' folder as working directory."""
+    import tl_course.course.notebooks as notebooks
+    from tl_course.cli import main
+
+    calls = []
+
+    def fake_run_course(out_dir, nbs=None, cwd=None):
+        calls.append((out_dir, [nbformat.read(str(p), 4).cells[0].source.splitlines()[0] for p in nbs], cwd))
+        return [{"ok": True}]
+
+    monkeypatch.setattr(notebooks, "run_course", fake_run_course)
+    assert main(["course", "--lang", "zh"]) == 0
+    (out_dir, titles, cwd), = calls
+    assert out_dir == "build/course-zh" and cwd == NOTEBOOKS[0].parent
+    assert len(titles) == len(NOTEBOOKS) and titles[8].startswith("# 08 · 微调")
