@@ -57,7 +57,6 @@ TEXT = {
         "explorer": ("<em>Interactive explorer: controls and a <b>Run</b> button. They need a live "
                      "kernel: download the notebook and run it in JupyterLab to use them.</em>"),
         "parts": ("Start here", "Concepts", "Building a classifier", "Case studies", "Teaching"),
-        "guide_missing": "",
         "untranslated": "",
     },
     "zh": {
