@@ -1,7 +1,8 @@
 """The live course in a real browser: start JupyterLab as `make lab` does (127.0.0.1, a token),
 open notebook 08 in headless Chromium (Playwright with the system's `chromium`), run it down to its
-fine-tuning explorer, press Run, move a control, press Run again and see the result change; and
-check that the slides extension (jupyterlab-rise) is loaded.
+fine-tuning explorer, press Run, move a control, press Run again and see the result change; check
+that the slides extension (jupyterlab-rise) is loaded, and that its preview renders the notebook as
+Reveal.js slides, one per slide-marked cell.
 
 To stay quick, the notebook is a copy of 08 cut after the explorer cell, with one cell added after
 its parameters (fewer stages in the sweep, one epoch), run offline without the mirror, so its data
@@ -97,7 +98,7 @@ def lab(tmp_path, digits_cache):
             if proc.poll() is not None or time.time() > deadline:
                 pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
             time.sleep(1)
-        yield base, token
+        yield base, token, folder
     finally:
         proc.terminate()
         try:
@@ -114,7 +115,7 @@ def _output_text(page) -> str:
 def test_notebook_08_explorer_in_jupyterlab(lab):
     from playwright.sync_api import sync_playwright
 
-    base, token = lab
+    base, token, folder = lab
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -159,4 +160,42 @@ def test_notebook_08_explorer_in_jupyterlab(lab):
         second = _output_text(page)
         page.screenshot(path=str(SHOTS / "lab_08_explorer_after_run.png"))
         assert second != first and "N=1" in second, (first, second)
+        browser.close()
+
+
+def test_notebook_08_renders_as_slides(lab):
+    """jupyterlab-rise's preview (the Alt+R slideshow, in a side panel) renders notebook 08 as
+    Reveal.js slides: its title slide, and more slides after it (one per `## ` section)."""
+    from playwright.sync_api import sync_playwright
+
+    base, token, folder = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/lab/tree/08_fine_tuning.ipynb?token={token}")
+        page.wait_for_function("window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell')",
+                               timeout=180_000)
+        page.evaluate("window.jupyterapp.commands.execute('RISE:preview')")
+        deadline = time.time() + 180
+        slides = None
+        while time.time() < deadline and slides is None:
+            for frame in page.frames:
+                try:
+                    if frame.query_selector(".reveal .slides section"):
+                        slides = frame
+                        break
+                except Exception:  # a frame still loading
+                    pass
+            time.sleep(1)
+        assert slides is not None, "no Reveal.js slides rendered by jupyterlab-rise's preview"
+        slides.wait_for_function("document.querySelector('.reveal .slides section.present') && "
+                                 "document.querySelector('.reveal .slides section.present').innerText.includes('08')",
+                                 timeout=120_000)
+        count = slides.evaluate("document.querySelectorAll('.reveal .slides > section').length")
+        page.screenshot(path=str(SHOTS / "lab_08_slides.png"))
+        nb = nbformat.read(str(folder / "08_fine_tuning.ipynb"), as_version=4)
+        expected = sum(c.metadata.get("slideshow", {}).get("slide_type") == "slide" for c in nb.cells)
+        assert count == expected >= 2, f"{count} slides rendered, {expected} marked in the notebook"
         browser.close()
