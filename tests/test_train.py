@@ -328,6 +328,7 @@ def test_lr_range_test_sweeps_up_stops_when_the_loss_explodes_and_restores_the_w
     assert r["lr"][0] == pytest.approx(1e-4)
     assert len(r["lr"]) < 200, "a learning rate of 1e4 makes the loss explode: the test stops early"
     assert 1e-3 < r["lr_at_min"] < 1e3
+    assert r["lr_at_min"] < r["lr_climb"] <= r["lr"][-1], "the loss climbs above the minimum's rate"
     assert min(r["smoothed"]) < r["smoothed"][0], "the loss fell somewhere on the way up"
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "weights restored"
     with pytest.raises(ValueError, match="lr_min < lr_max"):

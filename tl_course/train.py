@@ -302,9 +302,10 @@ def lr_range_test(model: nn.Module, train, *, lr_min: float = 1e-6, lr_max: floa
     ``stop_factor`` times its minimum. The model's weights are restored afterwards: the test only
     looks. Runs through :func:`fit` (the course's one training loop).
 
-    Returns ``{"lr": [...], "loss": [...], "smoothed": [...], "lr_at_min": float}``: good learning
-    rates lie below the minimum of the smoothed curve, where the loss still falls steeply; a usual
-    choice is about ``lr_at_min / 10``.
+    Returns ``{"lr": [...], "loss": [...], "smoothed": [...], "lr_at_min": float, "lr_climb": float
+    | None}``: ``lr_climb`` is the first rate where the smoothed loss exceeds 1.5 times its lowest
+    value so far, the ceiling. Good learning rates lie below the minimum of the smoothed curve
+    (about ``lr_at_min / 10`` is a usual choice) and well below the ceiling.
 
     Usage: ``r = lr_range_test(model, (X, y), lr_min=1e-6, lr_max=1e-1); plt.semilogx(r["lr"], r["smoothed"])``
     """
@@ -338,7 +339,8 @@ def lr_range_test(model: nn.Module, train, *, lr_min: float = 1e-6, lr_max: floa
     if not smoothed:
         raise ValueError("The loss was not finite from the first step: lower lr_min.")
     best = min(range(len(smoothed)), key=smoothed.__getitem__)
-    return {"lr": lrs, "loss": losses, "smoothed": smoothed, "lr_at_min": lrs[best]}
+    climb = next((lrs[i] for i in range(1, len(smoothed)) if smoothed[i] > 1.5 * min(smoothed[:i])), None)
+    return {"lr": lrs, "loss": losses, "smoothed": smoothed, "lr_at_min": lrs[best], "lr_climb": climb}
 
 
 def epochs_for_steps(n_examples: int, batch_size: int, steps: int) -> int:

@@ -6,7 +6,8 @@ to explicit, the explanation shown on success, the solution code) in
 ``exercise_sets/nbNN.toml``, and its *checker*, a function registered with ``@checker(name)`` in
 ``exercise_sets/nbNN.py`` that computes the expected answer itself (never a hard-coded number)
 and raises ``AssertionError`` with a reason for a wrong one. A checker sees a deep copy of the
-answer, so checking never changes the learner's objects.
+answer and of its context, made in one go (an answer's parameters stay the parameters of the
+context's model), so checking never changes the learner's objects.
 
 Instructor notebooks hold solutions between ``# BEGIN SOLUTION`` and ``# END SOLUTION``; the
 student edition replaces them with a ``TODO`` that leaves the answer as ``None``, for which
@@ -82,7 +83,8 @@ class Exercise:
             return False, (f"{self.name}: not solved yet. Expected: {self.expected}. "
                            f"Hint: {first_hint}")
         try:
-            self.checker(_copy(answer), **context)
+            answer, context = _copy((answer, context))  # one copy: an answer keeps pointing into the context
+            self.checker(answer, **context)
         except AssertionError as exc:
             return False, f"{self.name}: not right yet: {exc} Try ex.hint()."
         except Exception as exc:  # a malformed answer must never crash the notebook

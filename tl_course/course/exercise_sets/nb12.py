@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import asserts
-from ..exercises import checker
+from ..exercises import checker, trivial_answers
 
 _SENTENCES = ["The pasta was great.", "Never again, the service was slow and rude.", "ok"]
 
@@ -60,3 +60,36 @@ def _hardest(answer, matrices=None):
     if tuple(answer) == (names[j], names[i]):
         raise AssertionError("the right domains in the wrong order: rows are 'trained on', columns 'tested on'.")
     asserts.exact(tuple(answer), (names[i], names[j]), "the pair with the lowest accuracy in matrices[0]")
+
+
+@trivial_answers("12.mean_pooling")
+def _():
+    import torch.nn.functional as F
+
+    def first_token(hidden, mask):
+        return F.normalize(hidden[:, 0], dim=1)
+
+    def padding_counted(hidden, mask):
+        return F.normalize(hidden.mean(1), dim=1)
+
+    def not_normalised(hidden, mask):
+        m = mask.unsqueeze(-1).float()
+        return (hidden * m).sum(1) / m.sum(1)
+
+    def nothing(hidden, mask):
+        return None
+
+    return [(f, {}) for f in (first_token, padding_counted, not_normalised, nothing)]
+
+
+@trivial_answers("12.tfidf_20_per_class")
+def _():
+    return [(0.5, {}), (1.0, {}), (0.0, {}), (0.8, {})]
+
+
+@trivial_answers("12.hardest_pair")
+def _():
+    m = np.array([[0.9, 0.7, 0.8], [0.6, 0.95, 0.85], [0.75, 0.65, 0.92]])  # lowest: trained on imdb, tested on amazon
+    ctx = {"matrices": [m]}
+    return [(("amazon", "imdb"), ctx), (("imdb", "imdb"), ctx), (("imdb", "yelp"), ctx), ("imdb", ctx),
+            (("amazon", "amazon"), ctx)]
