@@ -292,3 +292,17 @@ def test_backbone_facts_without_weights():
     assert facts["weights available"] is False  # the test's TORCH_HOME is empty
     assert facts["parameters"] == 11_176_512 and facts["feature_dim"] == 512
     assert facts["images_per_second"] > 0 and "download" in facts["how"]
+
+
+def test_random_backbone_is_seeded_and_never_shares_the_pretrained_cache(lite0):
+    from tl_course.models.backbones import random_backbone
+
+    state = torch.random.get_rng_state()
+    a, b, c = (random_backbone("efficientnet_lite0", seed=s, image_size=64) for s in (1, 1, 2))
+    assert torch.equal(torch.random.get_rng_state(), state), "the global random state is left alone"
+    first = lambda bb: next(iter(bb.model.parameters()))  # noqa: E731
+    assert torch.equal(first(a), first(b)) and not torch.equal(first(a), first(c))
+    assert not torch.equal(first(a), first(lite0))
+    keys = {lite0.cache_key(), a.cache_key(), c.cache_key()}
+    assert len(keys) == 3 and a.cache_key() == b.cache_key()
+    assert "random" in a.weights and a.feature_dim == lite0.feature_dim and len(a.stages) == len(lite0.stages)

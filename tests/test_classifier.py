@@ -298,3 +298,24 @@ def test_finetune_is_kept_only_when_it_beats_frozen_on_a_holdout_of_train(image_
     else:
         assert m["finetune_kept"].startswith("frozen")
         assert m["val_accuracy"] == m["head_val_accuracy"]  # the frozen model, exactly
+
+
+def test_a_loaded_classifier_backbone_has_its_own_feature_cache_key(tmp_path):
+    """Fine-tuned weights must never read the pretrained weights' cached features."""
+    import torch
+
+    from tl_course.classifier import TrainedClassifier, load_classifier, save_classifier
+    from tl_course.models import transfer
+    from tl_course.models.backbones import load_backbone
+
+    bb = load_backbone("efficientnet_lite0", image_size=32)
+    model = transfer.TransferModel(bb, 2)
+    save_classifier(TrainedClassifier(model, bb, ["a", "b"], "frozen"), tmp_path / "same")
+    with torch.no_grad():
+        bb.model[-2][0].weight.add_(0.01)   # "fine-tuned": one stage's weights changed
+    save_classifier(TrainedClassifier(model, bb, ["a", "b"], "finetune"), tmp_path / "tuned")
+    same, tuned = load_classifier(tmp_path / "same"), load_classifier(tmp_path / "tuned")
+    pretrained = load_backbone("efficientnet_lite0", image_size=32)
+    keys = {same.backbone.cache_key(), tuned.backbone.cache_key(), pretrained.cache_key()}
+    assert len(keys) == 3, "pretrained, saved-unchanged and fine-tuned weights share a cache key"
+    assert tuned.model.backbone is tuned.backbone.model

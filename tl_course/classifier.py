@@ -397,6 +397,10 @@ def load_classifier(model_dir: str | Path) -> TrainedClassifier:
     except RuntimeError as exc:
         raise CheckpointMismatch(f"{path}: weights do not fit {payload['backbone']} with a "
                                  f"{len(payload['classes'])}-class head ({str(exc).splitlines()[0]}).") from None
+    # the loaded weights (fine-tuned or not) name the backbone in feature-cache keys, never the pretrained file's id
+    bb = dataclasses.replace(bb, weights=f"trained classifier {path}",
+                             weights_sha256=cache.checksum(dict(bb.model.state_dict())))
+    model.backbone = bb.model
     return TrainedClassifier(model.eval(), bb, list(payload["classes"]), str(payload.get("mode", "?")), metrics)
 
 

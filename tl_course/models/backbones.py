@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -376,6 +376,22 @@ def backbone_from(name: str, classifier: nn.Module, image_size: int | None = Non
     model, modules = _staged(stages)
     return Backbone(name, model.eval(), dim, preprocessing or spec.preprocessing, modules, spec.weights,
                     spec.weights_id(), image_size)
+
+
+def random_backbone(name: str = "efficientnet_lite0", seed: int = 0, image_size: int | None = None) -> Backbone:
+    """A registered backbone's architecture with *random* weights (the library's default
+    initialisation, seeded; the global random state is left as it was): the baseline that shows
+    what pretraining adds. Its weights are named after the seed, so its cached features never
+    mix with those of the pretrained weights.
+
+    Usage: ``bb0 = random_backbone("efficientnet_lite0", seed=1, image_size=64)``
+    """
+    spec = _spec(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        classifier = spec.classifier(False)
+    bb = backbone_from(name, classifier, image_size=image_size)
+    return replace(bb, weights=f"random initialisation (seed {seed})", weights_sha256=f"random-init-seed{seed}")
 
 
 def load_imagenet_classifier(name: str = "efficientnet_lite0") -> tuple[nn.Module, Callable, list[str]]:
