@@ -128,3 +128,17 @@ def test_every_registered_exercise_handles_no_answer_and_garbage(name):
     assert not passed and "not solved yet" in message
     passed, message = ex.verdict(object())  # never a crash, never a pass
     assert not passed and name in message
+
+
+def test_a_checker_can_say_not_solved_yet_for_a_stub():
+    from tl_course.course.exercises import NotSolved
+
+    def needs_a_function(answer):
+        if answer() is None:
+            raise NotSolved
+        assert answer() == 42, "not 42."
+
+    ex = Exercise("t.stub", "?", "a function returning 42", ["return 42"], needs_a_function)
+    passed, message = ex.verdict(lambda: None)
+    assert not passed and "not solved yet" in message and "return 42" in message
+    assert not ex.verdict(lambda: 41)[0] and ex.verdict(lambda: 42)[0]

@@ -35,6 +35,11 @@ BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 SETS = Path(__file__).with_name("exercise_sets")
 
 
+class NotSolved(Exception):
+    """Raised by a checker when the answer is a student's stub (e.g. a function whose body is still
+    ``pass`` and returns None): the verdict is "not solved yet", not "wrong"."""
+
+
 @dataclass
 class Exercise:
     """One exercise: its texts and a checker that raises ``AssertionError(reason)`` for a wrong answer."""
@@ -85,6 +90,9 @@ class Exercise:
         try:
             answer, context = _copy((answer, context))  # one copy: an answer keeps pointing into the context
             self.checker(answer, **context)
+        except NotSolved:
+            return False, (f"{self.name}: not solved yet. Expected: {self.expected}. "
+                           f"Hint: {first_hint}")
         except AssertionError as exc:
             return False, f"{self.name}: not right yet: {exc} Try ex.hint()."
         except Exception as exc:  # a malformed answer must never crash the notebook
