@@ -1,16 +1,18 @@
 """The live course in a real browser: start JupyterLab as `make lab` does (127.0.0.1, a token),
-open notebook 08 in headless Chromium (Playwright with the system's `chromium`), run it down to its
-fine-tuning explorer, press Run, move a control, press Run again and see the result change; check
-that the slides extension (jupyterlab-rise) is loaded, and that its preview renders the notebook as
-Reveal.js slides, one per slide-marked cell.
+open notebook 08 in headless Chromium (Playwright with the system's `chromium`), run its explorer
+cell, press Run, move a control, press Run again and see the result change; check that the slides
+extension (jupyterlab-rise) is loaded, and that its preview renders notebook 08 as Reveal.js
+slides, one per slide-marked cell.
 
-To stay quick, the notebook is a copy of 08 cut after the explorer cell, with one cell added after
-its parameters (fewer stages in the sweep, one epoch), run offline without the mirror, so its data
-is the small `digits_m` fallback (300 + 150 images). Screenshots go to build/book/screenshots/.
-Skipped, with the reason, where Chromium or Playwright is absent.
+The explorer runs in a copy of 08 reduced to its parameters cell, the explorer cell as it is, and
+a stand-in for the function the explorer wraps that prints the values it receives: the real
+function (minutes of fine-tuning) is what nbval runs headless; what no other test sees is the
+widget itself, rendered by JupyterLab and driven by clicks and keys. Screenshots go to
+build/book/screenshots/. Skipped, with the reason, where Chromium or Playwright is absent.
 """
 from __future__ import annotations
 
+import ast
 import os
 import re
 import secrets
@@ -43,21 +45,32 @@ pytestmark = [
     pytest.mark.timeout(1200),
 ]
 
-QUICK = "# added by tests/test_lab_browser.py: a quick run\nSWEEP = [0, 1, 2]\nEPOCHS = 1\n"
+NOTEBOOK = Path(os.environ.get("TL_COURSE_LAB_NOTEBOOK") or ROOT / "notebooks" / "08_fine_tuning.ipynb")
+
+
+def _explorer_call(source: str) -> ast.Call | None:
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "explorer":
+            return node
+    return None
 
 
 def _quick_notebook(folder: Path) -> Path:
-    nb = nbformat.read(str(ROOT / "notebooks" / "08_fine_tuning.ipynb"), as_version=4)
-    cells = nb.cells
-    params = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
-    explorer = next(i for i, c in enumerate(cells) if c.cell_type == "code" and "explorer(" in c.source
-                    and "import" not in c.source)
-    nb.cells = cells[:params + 1] + [nbformat.v4.new_code_cell(QUICK)] + cells[params + 1:explorer + 1]
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
+    """Notebook 08 reduced to its parameters cell, a stand-in for the function its explorer wraps
+    (it prints the values it was called with: nbval runs the real one headless, this test is about
+    the widget in a browser), and the explorer cell itself, unchanged."""
+    nb = nbformat.read(str(NOTEBOOK), as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell = next(c for c in nb.cells if c.cell_type == "code" and _explorer_call(c.source) is not None)
+    name = _explorer_call(cell.source).args[0].id
+    stand_in = (f"from tl_course.course.widgets import explorer\n\n\n"
+                f"def {name}(**values):  # a stand-in added by tests/test_lab_browser.py\n"
+                f"    print('ran with ' + ', '.join(f'{{k}}={{v}}' for k, v in values.items()))\n")
+    nb.cells = [params, nbformat.v4.new_code_cell(stand_in), cell]
+    for c in nb.cells:
+        c.outputs, c.execution_count = [], None
     nb.metadata.pop("widgets", None)
-    path = folder / "08_fine_tuning.ipynb"
+    path = folder / NOTEBOOK.name
     nbformat.write(nb, str(path))
     return path
 
@@ -69,10 +82,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def lab(tmp_path, digits_cache):
+def lab(tmp_path):
     folder = tmp_path / "lab"
     folder.mkdir()
     _quick_notebook(folder)
+    shutil.copy(NOTEBOOK, folder / f"full_{NOTEBOOK.name}")  # for the slides
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, TL_COURSE_OFFLINE="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -121,7 +135,7 @@ def test_notebook_08_explorer_in_jupyterlab(lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{base}/lab/tree/08_fine_tuning.ipynb?token={token}")
+        page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}")
         page.wait_for_function("window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell')",
                                timeout=180_000)
         # the slides extension is loaded: jupyterlab-rise registers its commands
@@ -134,16 +148,16 @@ def test_notebook_08_explorer_in_jupyterlab(lab):
                                "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel", timeout=180_000)
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         run_button = page.locator(".widget-vbox button", has_text="Run")
-        run_button.wait_for(timeout=900_000)  # the explorer renders when its (last) cell has run
+        run_button.wait_for(timeout=300_000)  # the explorer renders when its (last) cell has run
         page.screenshot(path=str(SHOTS / "lab_08_explorer.png"))
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
                               has_text="Traceback")
         assert errors.count() == 0, errors.first.inner_text()
 
-        run_button.click()  # the initial values: N = 0
-        page.wait_for_function("document.querySelector('.widget-vbox').innerText.includes('done in')", timeout=300_000)
+        run_button.click()  # the initial values
+        page.wait_for_function("(() => { const o = document.querySelector('.widget-vbox .jp-OutputArea'); "
+                               "return o && o.innerText.includes('ran with'); })()", timeout=120_000)
         first = _output_text(page)
-        assert re.search(r"N=0, learning rate", first), f"the explorer printed {first!r}"
 
         readout = page.locator(".widget-vbox .widget-readout").first
         before = readout.inner_text()
@@ -152,14 +166,15 @@ def test_notebook_08_explorer_in_jupyterlab(lab):
         page.keyboard.press("ArrowRight")
         page.wait_for_function(f"document.querySelector('.widget-vbox .widget-readout').innerText !== {before!r}",
                                timeout=30_000)
-        assert readout.inner_text().strip() == "1", f"the slider moved to {readout.inner_text()!r}"
+        after = readout.inner_text().strip()
 
         run_button.click()
-        page.wait_for_function("(() => { const o = document.querySelector('.widget-vbox .jp-OutputArea'); "
-                               "return o && o.innerText.includes('N=1, learning rate'); })()", timeout=300_000)
+        page.wait_for_function(f"(() => {{ const o = document.querySelector('.widget-vbox .jp-OutputArea'); "
+                               f"return o && o.innerText.includes('ran with') && o.innerText !== {first!r}; }})()",
+                               timeout=120_000)
         second = _output_text(page)
         page.screenshot(path=str(SHOTS / "lab_08_explorer_after_run.png"))
-        assert second != first and "N=1" in second, (first, second)
+        assert f"={after}" in second and f"={before.strip()}" in first, (before, after, first, second)
         browser.close()
 
 
@@ -174,7 +189,7 @@ def test_notebook_08_renders_as_slides(lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{base}/lab/tree/08_fine_tuning.ipynb?token={token}")
+        page.goto(f"{base}/lab/tree/full_{NOTEBOOK.name}?token={token}")
         page.wait_for_function("window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell')",
                                timeout=180_000)
         page.evaluate("window.jupyterapp.commands.execute('RISE:preview')")
@@ -195,7 +210,8 @@ def test_notebook_08_renders_as_slides(lab):
                                  timeout=120_000)
         count = slides.evaluate("document.querySelectorAll('.reveal .slides > section').length")
         page.screenshot(path=str(SHOTS / "lab_08_slides.png"))
-        nb = nbformat.read(str(folder / "08_fine_tuning.ipynb"), as_version=4)
+        nb = nbformat.read(str(NOTEBOOK), as_version=4)
         expected = sum(c.metadata.get("slideshow", {}).get("slide_type") == "slide" for c in nb.cells)
-        assert count == expected >= 2, f"{count} slides rendered, {expected} marked in the notebook"
+        # one slide per slide-marked cell (tests/test_slides.py checks the marks; unmarked: one slide)
+        assert count == max(expected, 1), f"{count} slides rendered, {expected} marked in the notebook"
         browser.close()
