@@ -9,8 +9,9 @@ and raises ``AssertionError`` with a reason for a wrong one. A checker sees a de
 answer, so checking never changes the learner's objects.
 
 Instructor notebooks hold solutions between ``# BEGIN SOLUTION`` and ``# END SOLUTION``; the
-student edition replaces them with a ``TODO`` that leaves the answer as ``None``, for which
-``check`` answers "not solved yet" with what is expected, never a crash. ``solution()`` prints the
+student edition replaces them with a ``TODO`` that leaves the answer as ``None`` (or, for a
+function, a stub raising ``NotImplementedError``), for which ``check`` answers "not solved yet"
+with what is expected, never a crash. ``solution()`` prints the
 solution unless an instructor turned solutions off (``TL_COURSE_SOLUTIONS=off``).
 
 Usage::
@@ -29,6 +30,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from .asserts import NotSolvedYet
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 SETS = Path(__file__).with_name("exercise_sets")
@@ -78,11 +81,14 @@ class Exercise:
         """``(passed, message)`` without printing; used by ``check`` and the tests. ``context``
         passes notebook state the checker needs to compute the expected answer itself."""
         first_hint = self.hints[0] if self.hints else ""
+        not_solved = (f"{self.name}: not solved yet. Expected: {self.expected}. "
+                      f"Hint: {first_hint}")
         if answer is None or answer is Ellipsis:
-            return False, (f"{self.name}: not solved yet. Expected: {self.expected}. "
-                           f"Hint: {first_hint}")
+            return False, not_solved
         try:
             self.checker(_copy(answer), **context)
+        except (NotSolvedYet, NotImplementedError):  # a stub function of the student edition
+            return False, not_solved
         except AssertionError as exc:
             return False, f"{self.name}: not right yet: {exc} Try ex.hint()."
         except Exception as exc:  # a malformed answer must never crash the notebook
