@@ -131,7 +131,7 @@ def test_every_registered_exercise_handles_no_answer_and_garbage(name):
 
 
 def test_a_checker_can_say_not_solved_yet_for_a_stub():
-    from tl_course.course.exercises import NotSolved
+    from tl_course.course.asserts import NotSolvedYet as NotSolved
 
     def needs_a_function(answer):
         if answer() is None:

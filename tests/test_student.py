@@ -87,8 +87,44 @@ def test_region_inside_if_and_nested_blocks():
            "    def helper():\n        inner = 1\n    # END SOLUTION\n    ex.check(answer)\n")
     out = student_source(src)
     assert out == (f"if True:\n    answer = None  {TODO}\n    score = None  {TODO}\n"
-                   f"    helper = None  {TODO}\n    ex.check(answer)\n")
+                   f"    def helper():\n        {TODO}\n"
+                   f'        raise NotImplementedError("helper: TODO: your code here")\n    ex.check(answer)\n')
     assert "tmp" not in out and "handle" not in out and "inner" not in out and "i =" not in out
+
+
+def test_function_or_class_solution_becomes_a_stub_never_none():
+    src = ('ex = get_exercise("t.loss")\n# BEGIN SOLUTION\nimport math\n\n\n'
+           "def my_loss(student, teacher, labels, temperature: float = 4.0, *, alpha=0.5) -> float:\n"
+           "    return math.log(temperature) * alpha\n\n\nclass Adapter(nn.Module, metaclass=Meta):\n"
+           "    def forward(self, x):\n        return x\n\n\n_ = print('x')\n# END SOLUTION\nex.check(my_loss)\n")
+    out = student_source(src)
+    assert "= None" not in out and "_ =" not in out and "return" not in out
+    assert "def my_loss(student, teacher, labels, temperature: float=4.0, *, alpha=0.5) -> float:" in out
+    assert "class Adapter(nn.Module, metaclass=Meta):" in out and out.count(TODO) == 2
+    ns: dict = {"nn": __import__("torch").nn, "Meta": type}
+    exec(out.replace("ex.check(my_loss)\n", "").replace('ex = get_exercise("t.loss")\n', ""), ns)
+    with pytest.raises(NotImplementedError, match="my_loss"):
+        ns["my_loss"](1, 2, 3)
+    with pytest.raises(NotImplementedError, match="Adapter"):
+        ns["Adapter"]()
+
+
+def test_stub_function_check_says_not_solved_yet():
+    from tl_course.course import asserts
+
+    def checker(answer):
+        assert asserts.call(answer, 2, what="a function") == 4, "not the double."
+
+    ex = Exercise("t.fn", "double", "a function", ["multiply by 2"], checker)
+    out = student_source("# BEGIN SOLUTION\ndef double(x):\n    return 2 * x\n# END SOLUTION\n")
+    ns: dict = {}
+    exec(out, ns)
+    for stub in (ns["double"], lambda x: None):
+        passed, message = ex.verdict(stub)
+        assert not passed and "not solved yet" in message and "multiply by 2" in message
+    assert ex.verdict(lambda x: 3)[1].startswith("t.fn: not right yet")
+    assert "expected a function" in ex.verdict(3)[1]
+    assert ex.verdict(lambda x: 2 * x)[0]
 
 
 def test_region_without_assignment_top_level_has_no_pass():
@@ -245,7 +281,8 @@ def test_every_solution_region_of_course_notebooks_converts(notebook):
         outside = re.sub(r"#\s*BEGIN SOLUTION.*?#\s*END SOLUTION", "", before.source, flags=re.S)
         for line in "".join(solution).splitlines():
             code = line.strip()
-            if code and not code.startswith("#") and code not in outside:
+            stub = code.startswith(("def ", "async def ", "class "))  # a stub keeps the signature
+            if code and not code.startswith("#") and not stub and code not in outside:
                 assert code not in after.source, f"cell {index} leaks solution line {code!r}"
 
 

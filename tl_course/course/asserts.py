@@ -80,3 +80,27 @@ def exact(answer, expected, what: str, mistakes: dict | None = None) -> None:
             raise AssertionError(message)
     if answer != expected:
         raise AssertionError(f"{answer} is not {what}.")
+
+
+class NotSolvedYet(Exception):
+    """Raised by a checker when the answer is still the student edition's stub (a function that
+    returns None or raises ``NotImplementedError``): the verdict is then "not solved yet", not
+    "wrong"."""
+
+
+def call(function, *args, what: str = "a function", **kwargs):
+    """Call the learner's ``function`` with ``args``; returns its result. Raises
+    :class:`NotSolvedYet` when it is an unwritten stub (returns None or raises
+    ``NotImplementedError``) and ``AssertionError`` when it is not callable.
+
+    Usage: ``loss = call(answer, student_logits, teacher_logits, labels, what="a loss function")``
+    """
+    if not callable(function):
+        raise AssertionError(f"expected {what}, got {type(function).__name__}.")
+    try:
+        result = function(*args, **kwargs)
+    except NotImplementedError as exc:
+        raise NotSolvedYet(str(exc)) from None
+    if result is None:
+        raise NotSolvedYet(f"{getattr(function, '__name__', 'the function')} returns None")
+    return result

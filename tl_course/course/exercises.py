@@ -10,8 +10,9 @@ answer and of its context, made in one go (an answer's parameters stay the param
 context's model), so checking never changes the learner's objects.
 
 Instructor notebooks hold solutions between ``# BEGIN SOLUTION`` and ``# END SOLUTION``; the
-student edition replaces them with a ``TODO`` that leaves the answer as ``None``, for which
-``check`` answers "not solved yet" with what is expected, never a crash. ``solution()`` prints the
+student edition replaces them with a ``TODO`` that leaves the answer as ``None`` (or, for a
+function, a stub raising ``NotImplementedError``), for which ``check`` answers "not solved yet"
+with what is expected, never a crash. ``solution()`` prints the
 solution unless an instructor turned solutions off (``TL_COURSE_SOLUTIONS=off``).
 
 Usage::
@@ -31,13 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .asserts import NotSolvedYet
+
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 SETS = Path(__file__).with_name("exercise_sets")
-
-
-class NotSolved(Exception):
-    """Raised by a checker when the answer is a student's stub (e.g. a function whose body is still
-    ``pass`` and returns None): the verdict is "not solved yet", not "wrong"."""
 
 
 @dataclass
@@ -84,15 +82,15 @@ class Exercise:
         """``(passed, message)`` without printing; used by ``check`` and the tests. ``context``
         passes notebook state the checker needs to compute the expected answer itself."""
         first_hint = self.hints[0] if self.hints else ""
+        not_solved = (f"{self.name}: not solved yet. Expected: {self.expected}. "
+                      f"Hint: {first_hint}")
         if answer is None or answer is Ellipsis:
-            return False, (f"{self.name}: not solved yet. Expected: {self.expected}. "
-                           f"Hint: {first_hint}")
+            return False, not_solved
         try:
             answer, context = _copy((answer, context))  # one copy: an answer keeps pointing into the context
             self.checker(answer, **context)
-        except NotSolved:
-            return False, (f"{self.name}: not solved yet. Expected: {self.expected}. "
-                           f"Hint: {first_hint}")
+        except (NotSolvedYet, NotImplementedError):  # a stub function of the student edition
+            return False, not_solved
         except AssertionError as exc:
             return False, f"{self.name}: not right yet: {exc} Try ex.hint()."
         except Exception as exc:  # a malformed answer must never crash the notebook

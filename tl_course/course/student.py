@@ -5,8 +5,10 @@ The committed notebooks are the *instructor* edition: each exercise's solution s
 (the committed notebooks are never modified), differs in four ways:
 
 - every solution region becomes a short skeleton with a ``TODO``: each name the solution assigns
-  becomes ``name = None  # TODO: your code here``, so the ``ex.check(answer)`` after it still runs
-  and prints "not solved yet" with what is expected and a hint, never a ``NameError``;
+  becomes ``name = None  # TODO: your code here`` (a function or class it defines at its top level
+  becomes a stub of the same signature raising ``NotImplementedError``; ``_`` is left out), so the
+  ``ex.check(answer)`` after it still runs and prints "not solved yet" with what is expected and a
+  hint, never a ``NameError``;
 - cells tagged ``instructor`` (cell metadata tags; typically markdown notes) are removed;
 - outputs and execution counts are cleared for every code cell from the first cell holding a
   solution region onwards: those cells show solutions or results computed from them. Outputs of
@@ -104,13 +106,37 @@ def _assigned_names(body: list[ast.stmt]) -> list[str]:
     return names
 
 
+def _stub(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, indent: str) -> list[str]:
+    """A stub for a function or class the solution defines: same name and signature (bases), a
+    ``TODO``, and a body raising ``NotImplementedError``, so the learner sees what to write and
+    ``check`` says "not solved yet" (never ``name = None`` where a function is expected)."""
+    message = f'raise NotImplementedError("{node.name}: {TODO[2:]}")'
+    if isinstance(node, ast.ClassDef):
+        bases = ", ".join(ast.unparse(b) for b in node.bases + node.keywords)
+        return [f"{indent}class {node.name}{f'({bases})' if bases else ''}:\n",
+                f"{indent}    {TODO}\n",
+                f"{indent}    def __init__(self, *args, **kwargs):\n",
+                f"{indent}        {message}\n"]
+    returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+    keyword = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+    return [f"{indent}{keyword} {node.name}({ast.unparse(node.args)}){returns}:\n",
+            f"{indent}    {TODO}\n",
+            f"{indent}    {message}\n"]
+
+
 def _skeleton(region: list[str], indent: str, where: str) -> list[str]:
     """The student lines replacing one solution region (its lines without the markers)."""
     code = "".join(line[len(indent):] if line.startswith(indent) else line.lstrip(" \t")
                    for line in region)
-    names = _assigned_names(_parse(code, where, "the solution region on its own").body)
+    body = _parse(code, where, "the solution region on its own").body
+    definitions = {stmt.name: stmt for stmt in body
+                   if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    names = [name for name in _assigned_names(body) if name != "_"]  # ``_``: a throwaway, not an answer
     if names:
-        return [f"{indent}{name} = None  {TODO}\n" for name in names]
+        lines: list[str] = []
+        for name in names:
+            lines += _stub(definitions[name], indent) if name in definitions else [f"{indent}{name} = None  {TODO}\n"]
+        return lines
     lines = [f"{indent}{TODO}\n"]
     if indent:  # the region may be the only statement of its block (e.g. a function body)
         lines.append(f"{indent}pass\n")
@@ -120,8 +146,9 @@ def _skeleton(region: list[str], indent: str, where: str) -> list[str]:
 def student_source(cell_source: str, where: str = "cell") -> str:
     """``cell_source`` with every ``# BEGIN SOLUTION`` ... ``# END SOLUTION`` region replaced by a
     skeleton at the same indentation: ``name = None  # TODO: your code here`` for each name the
-    solution assigns at its top level, or ``# TODO: your code here`` (plus ``pass`` inside an
-    indented block) when it assigns nothing. Raises :class:`StudentEditionError` naming ``where``
+    solution assigns at its top level (a stub raising ``NotImplementedError`` for a function or class
+    it defines), or ``# TODO: your code here`` (plus ``pass`` inside an indented block) when it
+    assigns nothing. Raises :class:`StudentEditionError` naming ``where``
     for unbalanced or nested markers, or when the result is not valid Python.
 
     Usage: ``student_source(cell.source, where="notebooks/03_domain.ipynb, cell 17")``

@@ -1,5 +1,6 @@
 """Exercises of notebook 08 (fine-tuning): write step 6's optimizer groups and the training step."""
-from ..exercises import NotSolved, checker, trivial_answers
+from ..asserts import NotSolvedYet
+from ..exercises import checker, trivial_answers
 
 
 @checker("08.param_groups")
@@ -59,7 +60,7 @@ def _training_step(answer):
         opt_ref.step()
         got = answer(mine, opt_mine, x.clone(), y.clone())
         if got is None and step == 0 and all(torch.equal(before[k], v) for k, v in mine.state_dict().items()):
-            raise NotSolved  # the student edition's stub: nothing done, nothing returned
+            raise NotSolvedYet  # the student edition's stub: nothing done, nothing returned
         assert got is not None, "training_step returned None: return the loss as a float (loss.item())."
         assert isinstance(got, (float, int)) or (isinstance(got, torch.Tensor) and got.numel() == 1), \
             f"return the loss as a float, got {type(got).__name__}."
