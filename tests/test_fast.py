@@ -14,7 +14,7 @@ from tl_course.data import ImageDataset
 from tl_course.features import extract_features, feature_cache_path, stage_features
 from tl_course.models import fast
 from tl_course.models.backbones import load_backbone
-from tl_course.models.fast import EAGER, FAST, fast_copy, inference_model
+from tl_course.models.fast import EAGER, FAST, OPENVINO, fast_copy, inference_model, openvino_available
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_fast_copy_folds_every_batchnorm_and_leaves_the_original_alone(bb):
 def test_fast_features_equal_plain_features(bb, photos, caplog):
     with caplog.at_level(logging.DEBUG, logger="tl_course"):
         X_fast, y_fast = extract_features(bb, photos, batch_size=4, cache=False, progress=False)
-    assert f"forward path {FAST}" in caplog.text
+    assert f"forward path {OPENVINO if openvino_available() else FAST}" in caplog.text
     X_plain, y_plain = extract_features(bb, photos, batch_size=4, cache=False, progress=False, fast=False)
     assert torch.equal(y_fast, y_plain)
     assert X_fast.abs().max() > 0.1  # real features, not zeros
@@ -96,13 +96,44 @@ def test_a_wrong_fold_is_caught_and_the_plain_network_runs():
     assert not torch.allclose(fast_copy(model)(x), model(x), atol=1e-4)  # the check had something to catch
 
 
+def test_openvino_runs_when_installed_and_its_conversion_is_cached(bb, photos, isolated_env, caplog):
+    pytest.importorskip("openvino")
+    plain, _ = extract_features(bb, photos, batch_size=4, cache=False, progress=False, fast=False)
+    x = torch.stack([bb.transform(photos.image(i)) for i in range(3)])
+    run, path = inference_model(bb.model.eval(), x[:2], runtime=True)
+    assert path == OPENVINO
+    with torch.no_grad():
+        assert float((run(x) - bb.model(x)).abs().max()) <= 1e-4
+    (xml,) = (isolated_env / "runtimes").glob("*.xml")
+    assert xml.with_suffix(".bin").exists()
+    with caplog.at_level(logging.DEBUG, logger="tl_course"):
+        X, _ = extract_features(bb, photos, batch_size=4, cache=False, progress=False)
+    assert f"forward path {OPENVINO}" in caplog.text
+    assert float((X - plain).abs().max()) <= 1e-4
+    assert len(list((isolated_env / "runtimes").glob("*.xml"))) == 1  # the cached conversion was reused
+
+
+def test_a_failing_runtime_falls_back_to_the_fast_copy(bb, photos, monkeypatch, caplog):
+    def broken(model, sample):
+        raise RuntimeError("no runtime here")
+
+    monkeypatch.setattr(fast, "openvino_model", broken)
+    x = torch.stack([bb.transform(photos.image(i)) for i in range(2)])
+    with caplog.at_level(logging.DEBUG, logger="tl_course"):
+        _, path = inference_model(bb.model.eval(), x, runtime=True)
+    assert path == FAST
+    if openvino_available():
+        assert "no runtime here" in caplog.text
+
+
 def test_a_failing_fast_path_falls_back_silently(bb, photos, monkeypatch, caplog):
     plain, _ = extract_features(bb, photos, batch_size=4, cache=False, progress=False, fast=False)
 
-    def broken(model):
+    def broken(*args):
         raise RuntimeError("no fast path here")
 
     monkeypatch.setattr(fast, "fast_copy", broken)
+    monkeypatch.setattr(fast, "openvino_model", broken)
     with caplog.at_level(logging.DEBUG, logger="tl_course"):
         X, _ = extract_features(bb, photos, batch_size=4, cache=False, progress=False)
         feats, _ = stage_features(bb, photos, cache=False, progress=False)

@@ -30,16 +30,17 @@ from tqdm.auto import tqdm
 
 from . import cache as disk
 from . import settings
-from .models.fast import EAGER, FAST, inference_model
+from .models.fast import EAGER, FAST, inference_model, planned_path
 from .models.stages import capture_stage_outputs
 
 log = logging.getLogger(__name__)
 
 
-def _forward_key(fast: bool) -> str:
-    """The forward path requested, part of every feature-cache key: the fast path's features
-    differ from the plain network's by float rounding (~1e-5), and the two are never mixed."""
-    return f"forward={FAST if fast else EAGER}"
+def _forward_key(fast: bool, runtime: bool = False) -> str:
+    """The forward path planned, part of every feature-cache key: the fast paths' features differ
+    from the plain network's by float rounding (~1e-5), and the paths are never mixed (a path
+    that fails falls back to the next, whose features are within 1e-4 of the planned one's)."""
+    return f"forward={planned_path(fast, runtime)}"
 
 
 def feature_cache_path(backbone, dataset, *, fast: bool = True) -> Path:
@@ -47,7 +48,7 @@ def feature_cache_path(backbone, dataset, *, fast: bool = True) -> Path:
 
     Usage: ``feature_cache_path(bb, data.train).exists()``
     """
-    return disk.cache_path("features", backbone.name, "features", _forward_key(fast), backbone.cache_key(),
+    return disk.cache_path("features", backbone.name, "features", _forward_key(fast, True), backbone.cache_key(),
                            dataset.fingerprint())
 
 
@@ -56,13 +57,13 @@ class _Forward:
     ``model`` (:func:`tl_course.models.fast.inference_model`) or ``model`` itself; ``path``
     says which ran (also logged at debug level)."""
 
-    def __init__(self, model, fast: bool, what: str):
-        self.model, self.fast, self.what = model, fast, what
+    def __init__(self, model, fast: bool, what: str, runtime: bool = False):
+        self.model, self.fast, self.what, self.runtime = model, fast, what, runtime
         self.run, self.path = None, None
 
     def __call__(self, x):
         if self.run is None:
-            self.run, self.path = inference_model(self.model, x[:2], enabled=self.fast)
+            self.run, self.path = inference_model(self.model, x[:2], enabled=self.fast, runtime=self.runtime)
             log.debug("%s: forward path %s", self.what, self.path)
         return self.run(x)
 
@@ -113,10 +114,11 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
     computed with the backbone in eval mode and its own preprocessing, cached on disk
     (``cache=False``: computed, neither read nor written).
 
-    ``fast=True`` runs a checked copy of the backbone with BatchNorm folded into the convolutions
-    and channels-last layout (:mod:`tl_course.models.fast`; about twice as fast on a CPU, features
-    equal to the plain network's within 1e-4), falling back to the plain network if the copy
-    cannot be made or disagrees; ``fast=False``: the plain network. The two are cached apart.
+    ``fast=True`` runs the backbone through OpenVINO where it is installed, else through a copy
+    with BatchNorm folded into the convolutions and channels-last layout
+    (:mod:`tl_course.models.fast`; 2-5x faster on a CPU, features equal to the plain network's
+    within 1e-4, checked on the first batch), falling back to the plain network if neither can be
+    made or agrees; ``fast=False``: the plain network. Each path's features are cached apart.
 
     Usage: ``X, y = extract_features(load_backbone("efficientnet_lite0"), data.val)``
     """
@@ -131,7 +133,7 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
     model.eval()
     feats, labels = [], []
     batches = preprocessed_batches(backbone, dataset, batch_size)
-    forward = _Forward(model, fast, f"features {backbone.name}")
+    forward = _Forward(model, fast, f"features {backbone.name}", runtime=True)
     try:
         for x, y in tqdm(batches, desc=f"features {backbone.name}", disable=not progress, unit="batch",
                          total=-(-len(dataset) // batch_size)):
