@@ -43,12 +43,12 @@ def _forward_key(fast: bool, runtime: bool = False) -> str:
     return f"forward={planned_path(fast, runtime)}"
 
 
-def feature_cache_path(backbone, dataset, *, fast: bool = True) -> Path:
+def feature_cache_path(backbone, dataset, *, fast: bool = True, runtime: bool = True) -> Path:
     """Where the features of ``dataset`` under ``backbone`` are (or will be) cached.
 
     Usage: ``feature_cache_path(bb, data.train).exists()``
     """
-    return disk.cache_path("features", backbone.name, "features", _forward_key(fast, True), backbone.cache_key(),
+    return disk.cache_path("features", backbone.name, "features", _forward_key(fast, runtime), backbone.cache_key(),
                            dataset.fingerprint())
 
 
@@ -109,7 +109,7 @@ def _rows(n: int, dim: int | None = None, labels=None):
 @torch.inference_mode()
 def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = True,
                      progress: bool = True, device: str | None = None,
-                     fast: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                     fast: bool = True, runtime: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(N, backbone.feature_dim)`` and labels ``(N,)`` of every image in ``dataset``,
     computed with the backbone in eval mode and its own preprocessing, cached on disk
     (``cache=False``: computed, neither read nor written).
@@ -118,11 +118,12 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
     with BatchNorm folded into the convolutions and channels-last layout
     (:mod:`tl_course.models.fast`; 2-5x faster on a CPU, features equal to the plain network's
     within 1e-4, checked on the first batch), falling back to the plain network if neither can be
-    made or agrees; ``fast=False``: the plain network. Each path's features are cached apart.
+    made or agrees; ``runtime=False``: PyTorch only (the folded copy); ``fast=False``: the plain
+    network. Each path's features are cached apart.
 
     Usage: ``X, y = extract_features(load_backbone("efficientnet_lite0"), data.val)``
     """
-    path = feature_cache_path(backbone, dataset, fast=fast)
+    path = feature_cache_path(backbone, dataset, fast=fast, runtime=runtime)
     if cache:
         hit = disk.load(path, check=_rows(len(dataset), backbone.feature_dim, getattr(dataset, "targets", None)))
         if hit is not None:
@@ -133,7 +134,7 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
     model.eval()
     feats, labels = [], []
     batches = preprocessed_batches(backbone, dataset, batch_size)
-    forward = _Forward(model, fast, f"features {backbone.name}", runtime=True)
+    forward = _Forward(model, fast, f"features {backbone.name}", runtime=runtime)
     try:
         for x, y in tqdm(batches, desc=f"features {backbone.name}", disable=not progress, unit="batch",
                          total=-(-len(dataset) // batch_size)):
