@@ -2,7 +2,9 @@
 and keeps what it computed on disk: pooled features (:func:`extract_features`), features after
 every stage (:func:`stage_features`), and the feature maps entering a stage for augmented views of
 every image (:func:`extract_activations`, :func:`cached_views`), so that fine-tuning runs only the
-unfrozen top each epoch.
+unfrozen top each epoch. The frozen forward pass runs through a faster equivalent of the network
+(:mod:`tl_course.models.fast`: OpenVINO, or BatchNorm folded + channels-last; outputs within
+1e-4 of the plain network's, checked, plain PyTorch as the fallback).
 
 Every cache is keyed (see :mod:`tl_course.cache`) by the backbone's weights and preprocessing,
 the dataset's contents (every image's bytes and label) and every argument, stored with a checksum
@@ -53,9 +55,10 @@ def feature_cache_path(backbone, dataset, *, fast: bool = True, runtime: bool = 
 
 
 class _Forward:
-    """The frozen forward pass of an extraction: on the first batch, the checked fast copy of
-    ``model`` (:func:`tl_course.models.fast.inference_model`) or ``model`` itself; ``path``
-    says which ran (also logged at debug level)."""
+    """The frozen forward pass of an extraction: chosen on the first batch by
+    :func:`tl_course.models.fast.inference_model` (OpenVINO when ``runtime`` and installed, else
+    the checked folded copy of ``model``, else ``model`` itself); ``path`` says which ran (also
+    logged at debug level and stored in the cached file)."""
 
     def __init__(self, model, fast: bool, what: str, runtime: bool = False):
         self.model, self.fast, self.what, self.runtime = model, fast, what, runtime

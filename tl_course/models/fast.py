@@ -144,6 +144,10 @@ def _digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+_COMPILED: dict = {}
+"""The last network compiled by :func:`openvino_model` in this process."""
+
+
 class _OpenVINO:
     """A network compiled by OpenVINO for the CPU: batch (float32 tensor) -> float32 tensor."""
 
@@ -166,6 +170,9 @@ def openvino_model(model: nn.Module, sample: torch.Tensor):
     from .. import cache as disk
 
     xml = disk.cache_path("runtimes", "openvino", _digest(model), ov.__version__, suffix=".xml")
+    memo = (str(xml), torch.get_num_threads())
+    if memo in _COMPILED:  # compiled before in this process (same structure and weights)
+        return _COMPILED[memo]
     core = ov.Core()
     converted = None
     if xml.exists() and xml.with_suffix(".bin").exists():
@@ -183,7 +190,9 @@ def openvino_model(model: nn.Module, sample: torch.Tensor):
                 disk.write_atomically(xml.with_suffix(suffix),
                                       lambda out, s=suffix: shutil.copyfile(Path(tmp) / f"m{s}", out))
     config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"}
-    return _OpenVINO(core.compile_model(converted, "CPU", config))
+    _COMPILED.clear()  # keep one: a network's compiled form holds its weights
+    _COMPILED[memo] = _OpenVINO(core.compile_model(converted, "CPU", config))
+    return _COMPILED[memo]
 
 
 def _agrees(model, candidate, sample, tol: float) -> tuple[bool, float]:
