@@ -202,7 +202,8 @@ def test_stage_features_shapes(bb, tiny, grid):
 def test_stage_features_last_stage_matches_extract_features(bb, tiny):
     feats, _ = stage_features(bb, tiny, progress=False)
     X, _ = extract_features(bb, tiny, progress=False)
-    assert torch.allclose(feats[-1], X, atol=1e-5)
+    # two fast paths (OpenVINO for pooled features, the folded copy for stages), each within 1e-4 of plain
+    assert torch.allclose(feats[-1], X, atol=1e-4)
 
 
 def test_stage_features_cache_hit_and_corrupt_cache(bb, tiny, monkeypatch, isolated_env):

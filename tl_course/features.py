@@ -2,7 +2,9 @@
 and keeps what it computed on disk: pooled features (:func:`extract_features`), features after
 every stage (:func:`stage_features`), and the feature maps entering a stage for augmented views of
 every image (:func:`extract_activations`, :func:`cached_views`), so that fine-tuning runs only the
-unfrozen top each epoch.
+unfrozen top each epoch. The frozen forward pass runs through a faster equivalent of the network
+(:mod:`tl_course.models.fast`: OpenVINO, or BatchNorm folded + channels-last; outputs within
+1e-4 of the plain network's, checked, plain PyTorch as the fallback).
 
 Every cache is keyed (see :mod:`tl_course.cache`) by the backbone's weights and preprocessing,
 the dataset's contents (every image's bytes and label) and every argument, stored with a checksum
@@ -16,6 +18,7 @@ Usage::
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,15 +32,43 @@ from tqdm.auto import tqdm
 
 from . import cache as disk
 from . import settings
+from .models.fast import EAGER, FAST, inference_model, planned_path
 from .models.stages import capture_stage_outputs
 
+log = logging.getLogger(__name__)
 
-def feature_cache_path(backbone, dataset) -> Path:
+
+def _forward_key(fast: bool, runtime: bool = False) -> str:
+    """The forward path planned, part of every feature-cache key: the fast paths' features differ
+    from the plain network's by float rounding (~1e-5), and the paths are never mixed (a path
+    that fails falls back to the next, whose features are within 1e-4 of the planned one's)."""
+    return f"forward={planned_path(fast, runtime)}"
+
+
+def feature_cache_path(backbone, dataset, *, fast: bool = True, runtime: bool = True) -> Path:
     """Where the features of ``dataset`` under ``backbone`` are (or will be) cached.
 
     Usage: ``feature_cache_path(bb, data.train).exists()``
     """
-    return disk.cache_path("features", backbone.name, "features", backbone.cache_key(), dataset.fingerprint())
+    return disk.cache_path("features", backbone.name, "features", _forward_key(fast, runtime), backbone.cache_key(),
+                           dataset.fingerprint())
+
+
+class _Forward:
+    """The frozen forward pass of an extraction: chosen on the first batch by
+    :func:`tl_course.models.fast.inference_model` (OpenVINO when ``runtime`` and installed, else
+    the checked folded copy of ``model``, else ``model`` itself); ``path`` says which ran (also
+    logged at debug level and stored in the cached file)."""
+
+    def __init__(self, model, fast: bool, what: str, runtime: bool = False):
+        self.model, self.fast, self.what, self.runtime = model, fast, what, runtime
+        self.run, self.path = None, None
+
+    def __call__(self, x):
+        if self.run is None:
+            self.run, self.path = inference_model(self.model, x[:2], enabled=self.fast, runtime=self.runtime)
+            log.debug("%s: forward path %s", self.what, self.path)
+        return self.run(x)
 
 
 def preprocessed_batches(backbone, dataset, batch_size: int = 32):
@@ -80,14 +111,22 @@ def _rows(n: int, dim: int | None = None, labels=None):
 
 @torch.inference_mode()
 def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = True,
-                     progress: bool = True, device: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     progress: bool = True, device: str | None = None,
+                     fast: bool = True, runtime: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(N, backbone.feature_dim)`` and labels ``(N,)`` of every image in ``dataset``,
     computed with the backbone in eval mode and its own preprocessing, cached on disk
     (``cache=False``: computed, neither read nor written).
 
+    ``fast=True`` runs the backbone through OpenVINO where it is installed, else through a copy
+    with BatchNorm folded into the convolutions and channels-last layout
+    (:mod:`tl_course.models.fast`; 2-5x faster on a CPU, features equal to the plain network's
+    within 1e-4, checked on the first batch), falling back to the plain network if neither can be
+    made or agrees; ``runtime=False``: PyTorch only (the folded copy); ``fast=False``: the plain
+    network. Each path's features are cached apart.
+
     Usage: ``X, y = extract_features(load_backbone("efficientnet_lite0"), data.val)``
     """
-    path = feature_cache_path(backbone, dataset)
+    path = feature_cache_path(backbone, dataset, fast=fast, runtime=runtime)
     if cache:
         hit = disk.load(path, check=_rows(len(dataset), backbone.feature_dim, getattr(dataset, "targets", None)))
         if hit is not None:
@@ -98,17 +137,18 @@ def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = T
     model.eval()
     feats, labels = [], []
     batches = preprocessed_batches(backbone, dataset, batch_size)
+    forward = _Forward(model, fast, f"features {backbone.name}", runtime=runtime)
     try:
         for x, y in tqdm(batches, desc=f"features {backbone.name}", disable=not progress, unit="batch",
                          total=-(-len(dataset) // batch_size)):
-            feats.append(model(x.to(device)).float().cpu())
+            feats.append(forward(x.to(device)).float().cpu())
             labels.append(y)
     finally:
         model.train(was_training)
     X = torch.cat(feats) if feats else torch.empty(0, backbone.feature_dim)
     y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
     if cache:
-        disk.save({"features": X, "labels": y}, path)
+        disk.save({"features": X, "labels": y, "forward": forward.path or EAGER}, path)
     return X, y
 
 
@@ -121,19 +161,20 @@ def _pool(t: torch.Tensor, grid: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def stage_features(backbone, dataset, *, grid: int = 1, batch_size: int = 64, cache: bool = True,
-                   progress: bool = True, device: str | None = None
+                   progress: bool = True, device: str | None = None, fast: bool = True
                    ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Features after every stage of the backbone, average-pooled to a ``grid x grid`` map (or
     kept as is when the map is smaller) and flattened (``grid=1``: global average pooling, one
-    number per channel), plus the labels. One forward pass per batch serves all stages.
+    number per channel), plus the labels. One forward pass per batch serves all stages;
+    ``fast`` as in :func:`extract_features`.
 
     Usage: ``feats, y = stage_features(bb, data.train, grid=2); [f.shape for f in feats]``
     """
     if grid < 1:
         raise ValueError(f"grid must be >= 1, got {grid}.")
     n_stages, n = len(backbone.stages), len(dataset)
-    path = disk.cache_path("features", backbone.name, "stages", grid, n_stages, backbone.cache_key(),
-                            dataset.fingerprint())
+    path = disk.cache_path("features", backbone.name, "stages", grid, n_stages, _forward_key(fast),
+                           backbone.cache_key(), dataset.fingerprint())
     if cache:
         hit = disk.load(path, check=lambda b: len(b["features"]) == n_stages and b["labels"].shape[0] == n
                          and all(f.shape[0] == n and bool(torch.isfinite(f).all()) for f in b["features"]))
@@ -145,15 +186,17 @@ def stage_features(backbone, dataset, *, grid: int = 1, batch_size: int = 64, ca
     model.eval()
     per_stage: list[list[torch.Tensor]] = [[] for _ in backbone.stages]
     labels = []
+    forward = None
     try:
-        with capture_stage_outputs(backbone) as caught:
-            for x, y in tqdm(preprocessed_batches(backbone, dataset, batch_size), disable=not progress,
-                             desc=f"stage features {backbone.name}", unit="batch",
-                             total=-(-len(dataset) // batch_size)):
-                model(x.to(device))
-                for i, t in enumerate(caught):
-                    per_stage[i].append(_pool(t.float(), grid).cpu())
-                labels.append(y)
+        for x, y in tqdm(preprocessed_batches(backbone, dataset, batch_size), disable=not progress,
+                         desc=f"stage features {backbone.name}", unit="batch",
+                         total=-(-len(dataset) // batch_size)):
+            x = x.to(device)
+            if forward is None:
+                forward = _StagedForward(backbone, model, x[:2], fast)
+            for i, t in enumerate(forward(x)):
+                per_stage[i].append(_pool(t.float(), grid).cpu())
+            labels.append(y)
     finally:
         model.train(was_training)
     feats = [torch.cat(chunks) for chunks in per_stage]
@@ -163,19 +206,44 @@ def stage_features(backbone, dataset, *, grid: int = 1, batch_size: int = 64, ca
     return feats, y
 
 
+class _StagedForward:
+    """Every stage's output for a batch: through the checked fast copy of ``model`` (hooked at
+    the copies of the stages, found by module name) or, failing that, ``model`` itself."""
+
+    def __init__(self, backbone, model, sample, fast: bool):
+        run, self.path = inference_model(model, sample, enabled=fast)
+        stages = backbone.stages
+        if self.path == FAST:
+            names = {id(m): name for name, m in model.named_modules()}
+            try:
+                stages = [run.network.get_submodule(names[id(s)]) for s in backbone.stages]
+            except (KeyError, AttributeError):
+                run, self.path = model, EAGER
+        log.debug("stage features %s: forward path %s", backbone.name, self.path)
+        self.run, self.stages = run, stages
+
+    def __call__(self, x) -> list[torch.Tensor]:
+        from types import SimpleNamespace
+
+        with capture_stage_outputs(SimpleNamespace(stages=self.stages)) as caught:
+            self.run(x)
+        return list(caught)
+
+
 # --------------------------------------------------------------------------- augmented views through the frozen bottom
 @torch.no_grad()  # not inference_mode: the maps feed training of the layers above
 def _bottom_views(backbone, dataset, stage: int, transforms: list, key: tuple, *, half: bool,
                   seed: int, batch_size: int, cache: bool, progress: bool,
-                  device: str | None) -> dict:
+                  device: str | None, fast: bool = True) -> dict:
     """The engine of :func:`extract_activations` and :func:`cached_views`: for view ``v``, every
     image through ``transforms[v]`` (seeded with ``seed * 1000 + v``; a transform may return
-    ``(tensor, small uint8 image)``), then through the frozen ``backbone.model[:stage]``.
+    ``(tensor, small uint8 image)``), then through the frozen ``backbone.model[:stage]``
+    (its checked fast copy when ``fast``, see :func:`extract_features`).
     Returns ``{"acts": (V, N, C, H, W), "labels": (N,)[, "images": (V, N, 3, s, s)]}``, cached."""
     n, views = len(dataset), len(transforms)
     path = disk.cache_path("features", f"{backbone.name}-acts{stage}", *key, stage, views, seed, half,
-                           f"decode>={backbone.resize_size}",
-                            backbone.cache_key(), dataset.fingerprint())
+                           f"decode>={backbone.resize_size}", _forward_key(fast),
+                           backbone.cache_key(), dataset.fingerprint())
     if cache:
         hit = disk.load(path, check=lambda b: tuple(b["acts"].shape[:2]) == (views, n)
                          and b["labels"].shape[0] == n and bool(torch.isfinite(b["acts"]).all()))
@@ -185,6 +253,7 @@ def _bottom_views(backbone, dataset, stage: int, transforms: list, key: tuple, *
     bottom = backbone.model[:stage].to(device)
     modes = [(m, m.training) for m in bottom.modules()]  # a fresh slice says nothing of its stages
     bottom.eval()
+    forward = _Forward(bottom, fast, f"{backbone.name}[:{stage}]")
     all_acts, all_images, labels = [], [], None
     try:
         with torch.random.fork_rng(devices=[]):
@@ -198,7 +267,7 @@ def _bottom_views(backbone, dataset, stage: int, transforms: list, key: tuple, *
                     if isinstance(x, (list, tuple)):
                         x, s = x
                         small.append(s)
-                    maps.append(bottom(x.to(device)).float().cpu())
+                    maps.append(forward(x.to(device)).float().cpu())
                     ys.append(y)
                 all_acts.append(torch.cat(maps))
                 if small:
