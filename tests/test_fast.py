@@ -46,7 +46,7 @@ def test_fast_copy_folds_every_batchnorm_and_leaves_the_original_alone(bb):
 
 def test_fast_features_equal_plain_features(bb, photos, caplog):
     with caplog.at_level(logging.DEBUG, logger="tl_course"):
-        X_fast, y_fast = extract_features(bb, photos, batch_size=4, cache=False, progress=False)
+        X_fast, y_fast = extract_features(bb, photos, batch_size=4, cache=False, progress=False, fast=True, runtime=True)
     assert f"forward path {OPENVINO if openvino_available() else FAST}" in caplog.text
     X_plain, y_plain = extract_features(bb, photos, batch_size=4, cache=False, progress=False, fast=False)
     assert torch.equal(y_fast, y_plain)
@@ -56,7 +56,7 @@ def test_fast_features_equal_plain_features(bb, photos, caplog):
 
 
 def test_fast_stage_features_equal_plain_ones(bb, photos):
-    fast_feats, _ = stage_features(bb, photos, grid=2, cache=False, progress=False)
+    fast_feats, _ = stage_features(bb, photos, grid=2, cache=False, progress=False, fast=True)
     plain_feats, _ = stage_features(bb, photos, grid=2, cache=False, progress=False, fast=False)
     assert len(fast_feats) == len(plain_feats) == len(bb.stages)
     for a, b in zip(fast_feats, plain_feats):
@@ -64,10 +64,12 @@ def test_fast_stage_features_equal_plain_ones(bb, photos):
 
 
 def test_fast_and_plain_features_are_cached_apart(bb, photos):
-    assert feature_cache_path(bb, photos) != feature_cache_path(bb, photos, fast=False)
-    X_fast, _ = extract_features(bb, photos, progress=False)
+    fast = dict(fast=True, runtime=True)
+    assert feature_cache_path(bb, photos, **fast) != feature_cache_path(bb, photos, fast=False)
+    assert feature_cache_path(bb, photos) == feature_cache_path(bb, photos, fast=False), "plain is the default"
+    X_fast, _ = extract_features(bb, photos, progress=False, **fast)
     X_plain, _ = extract_features(bb, photos, progress=False, fast=False)
-    assert feature_cache_path(bb, photos).exists() and feature_cache_path(bb, photos, fast=False).exists()
+    assert feature_cache_path(bb, photos, **fast).exists() and feature_cache_path(bb, photos, fast=False).exists()
     assert not torch.equal(X_fast, X_plain)
 
 
@@ -107,7 +109,7 @@ def test_openvino_runs_when_installed_and_its_conversion_is_cached(bb, photos, i
     (xml,) = (isolated_env / "runtimes").glob("*.xml")
     assert xml.with_suffix(".bin").exists()
     with caplog.at_level(logging.DEBUG, logger="tl_course"):
-        X, _ = extract_features(bb, photos, batch_size=4, cache=False, progress=False)
+        X, _ = extract_features(bb, photos, batch_size=4, cache=False, progress=False, fast=True, runtime=True)
     assert f"forward path {OPENVINO}" in caplog.text
     assert float((X - plain).abs().max()) <= 1e-4
     assert len(list((isolated_env / "runtimes").glob("*.xml"))) == 1  # the cached conversion was reused
@@ -135,8 +137,8 @@ def test_a_failing_fast_path_falls_back_silently(bb, photos, monkeypatch, caplog
     monkeypatch.setattr(fast, "fast_copy", broken)
     monkeypatch.setattr(fast, "openvino_model", broken)
     with caplog.at_level(logging.DEBUG, logger="tl_course"):
-        X, _ = extract_features(bb, photos, batch_size=4, cache=False, progress=False)
-        feats, _ = stage_features(bb, photos, cache=False, progress=False)
+        X, _ = extract_features(bb, photos, batch_size=4, cache=False, progress=False, fast=True, runtime=True)
+        feats, _ = stage_features(bb, photos, cache=False, progress=False, fast=True)
     assert torch.equal(X, plain)  # exactly the plain network's computation
     assert f"forward path {EAGER}" in caplog.text and "no fast path here" in caplog.text
     assert torch.allclose(feats[-1], plain, atol=1e-6)
