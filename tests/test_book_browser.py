@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import re
-import shutil
 import threading
 import urllib.error
 import urllib.parse
@@ -22,23 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import browser_marks
 from tl_course import settings
 
 ROOT = settings.project_root() or Path.cwd()
 BOOK = ROOT / "build" / "book"
-CHROMIUM = os.environ.get("TL_COURSE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-try:
-    import playwright.sync_api  # noqa: F401
-    _PLAYWRIGHT = None
-except ImportError as exc:  # pragma: no cover - in requirements.txt
-    _PLAYWRIGHT = str(exc)
-
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium; "
-                       ".ci/run installs it); the book's browser test needs it"),
-    pytest.mark.skipif(_PLAYWRIGHT is not None, reason=f"playwright is not installed ({_PLAYWRIGHT})"),
-    pytest.mark.timeout(900),
-]
+CHROMIUM, pytestmark = browser_marks("the book's browser test", timeout=900)
 
 PAGES = {  # screenshot name: (path in the book, a heading the page must show)
     "landing": ("index.html", "tl-course"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -27,23 +26,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from helpers import browser_marks
 from tl_course import settings
 
 ROOT = settings.project_root() or Path.cwd()
 SHOTS = ROOT / "build" / "book" / "screenshots"
-CHROMIUM = os.environ.get("TL_COURSE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-try:
-    import playwright.sync_api  # noqa: F401
-    _PLAYWRIGHT = None
-except ImportError as exc:  # pragma: no cover - in requirements.txt
-    _PLAYWRIGHT = str(exc)
-
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium; "
-                       ".ci/run installs it); the live-course browser test needs it"),
-    pytest.mark.skipif(_PLAYWRIGHT is not None, reason=f"playwright is not installed ({_PLAYWRIGHT})"),
-    pytest.mark.timeout(1200),
-]
+CHROMIUM, pytestmark = browser_marks("the live-course browser test", timeout=1200)
 
 NOTEBOOK = Path(os.environ.get("TL_COURSE_LAB_NOTEBOOK") or ROOT / "notebooks" / "08_fine_tuning.ipynb")
 
