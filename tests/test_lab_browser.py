@@ -114,18 +114,24 @@ def _output_text(page) -> str:
     return page.inner_text(".widget-vbox .jp-OutputArea") if page.query_selector(".widget-vbox .jp-OutputArea") else ""
 
 
+def _open_in_lab(p, base: str, token: str, name: str):
+    """Headless Chromium on JupyterLab's page of notebook ``name``, once its cells are shown."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    page.wait_for_function("window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell')",
+                           timeout=180_000)
+    return browser, page
+
+
 def test_notebook_08_explorer_in_jupyterlab(lab):
     from playwright.sync_api import sync_playwright
 
     base, token, folder = lab
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}")
-        page.wait_for_function("window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell')",
-                               timeout=180_000)
+        browser, page = _open_in_lab(p, base, token, NOTEBOOK.name)
         # the slides extension is loaded: jupyterlab-rise registers its commands
         rise = page.evaluate("window.jupyterapp.commands.listCommands().filter(c => /rise/i.test(c))")
         assert rise, "jupyterlab-rise is not enabled: no RISE command in JupyterLab"
@@ -174,12 +180,7 @@ def test_notebook_08_renders_as_slides(lab):
     base, token, folder = lab
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{base}/lab/tree/full_{NOTEBOOK.name}?token={token}")
-        page.wait_for_function("window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell')",
-                               timeout=180_000)
+        browser, page = _open_in_lab(p, base, token, f"full_{NOTEBOOK.name}")
         page.evaluate("window.jupyterapp.commands.execute('RISE:preview')")
         deadline = time.time() + 180
         slides = None
