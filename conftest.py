@@ -10,32 +10,16 @@ Under pytest-xdist (``make test`` runs two notebooks at a time), notebooks are h
 first, by the duration papermill recorded when their committed outputs were made, so the longest
 one does not start last and leave a worker idle (longest-processing-time-first scheduling).
 """
-import json
 from pathlib import Path
-
-
-def _metadata(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text()).get("metadata", {})
-    except (OSError, ValueError):
-        return {}
-
-
-def _committed_data(path: Path) -> str | None:
-    return _metadata(path).get("tl_course", {}).get("data")
-
-
-def _recorded_seconds(path: Path) -> float:
-    """How long the committed run of the notebook took (papermill's record; 0 when unknown)."""
-    seconds = _metadata(path).get("papermill", {}).get("duration")
-    return float(seconds) if isinstance(seconds, (int, float)) else 0.0
 
 
 def _longest_notebooks_first(items: list) -> None:
     """Reorder ``items`` in place: notebooks by recorded duration, longest first, cells of each
     notebook kept together and in order; everything else after them, in its order."""
+    from tl_course.course.notebooks import recorded_seconds
+
     notebooks = {Path(str(item.fspath)) for item in items if Path(str(item.fspath)).suffix == ".ipynb"}
-    order = sorted(notebooks, key=lambda f: (-_recorded_seconds(f), f.name))
+    order = sorted(notebooks, key=lambda f: (-recorded_seconds(f), f.name))
     rank = {f: i for i, f in enumerate(order)}
     position = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda item: (rank.get(Path(str(item.fspath)), len(rank)), position[id(item)]))
@@ -44,6 +28,7 @@ def _longest_notebooks_first(items: list) -> None:
 def pytest_collection_modifyitems(session, config, items):
     if not getattr(config.option, "nbval", False):
         return
+    from tl_course.course.notebooks import notebook_data
     from tl_course.data import DATASETS
 
     status: dict[Path, bool] = {}
@@ -52,7 +37,7 @@ def pytest_collection_modifyitems(session, config, items):
         if path.suffix != ".ipynb" or not hasattr(item, "options"):
             continue
         if path not in status:
-            data = _committed_data(path)
+            data = notebook_data(path)
             status[path] = data is None or data not in DATASETS or DATASETS[data].available()[0]
             if not status[path]:
                 print(f"\nnbval: {path.name} was committed with outputs on {data!r}, which is not "

@@ -21,7 +21,7 @@ average before and after.
 
 Usage::
 
-    TL_COURSE_MIRROR=../shared/data .venv/bin/python benchmarks/extraction_speed.py --threads 2 --repeat 3
+    TL_COURSE_MIRROR=../shared/data .venv/bin/python benchmarks/extraction_speed.py --threads 2 --repeat 3 --plain --runtimes
 """
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions of each pipeline")
     parser.add_argument("--plain", action="store_true", help="also time the course's pipeline with fast=False")
+    parser.add_argument("--runtimes", action="store_true",
+                        help="also time the frozen forward pass alone in each runtime: eager PyTorch, "
+                             "BatchNorm folded + channels-last, torch.compile, OpenVINO, ONNX Runtime (if installed)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -118,6 +121,8 @@ def main() -> None:
     out["course_forward_setup_seconds_best"] = min(setup)
     out["course_forward_path"] = path
     out["fast_vs_plain_forward_max_abs_diff"] = diff
+    if args.runtimes:
+        out["runtimes"] = compare_runtimes(model, batches, args.repeat)
     out["load_after"] = os.getloadavg()[0]
     out["seconds_all_repetitions"] = {name: [round(v, 2) for v in values] for name, values in seconds.items()}
     print(json.dumps({k: round(v, 6 if "diff" in k else 3) if isinstance(v, float) else v for k, v in out.items()},
@@ -125,6 +130,64 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2)
+
+
+def compare_runtimes(model, batches, repeat: int) -> dict:
+    """The frozen forward pass alone, on the same decoded batches, in each runtime: best seconds
+    of ``repeat`` passes over all batches, the one-time set-up (conversion / compilation), and the
+    largest difference from eager PyTorch's features. A runtime that is not installed or fails is
+    reported with its error instead."""
+    import tempfile
+
+    import torch
+
+    from tl_course.models.fast import fast_copy, openvino_model
+
+    def onnxruntime_model(m, sample):
+        import onnxruntime as ort
+
+        path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+        torch.onnx.export(m, (sample,), path, input_names=["x"], output_names=["f"],
+                          dynamic_axes={"x": {0: "n"}}, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+
+    makers = {
+        "eager": lambda m, x: m,
+        "bnfold+channels_last": lambda m, x: fast_copy(m),
+        "torch.compile (inductor, of the folded copy)": lambda m, x: torch.compile(fast_copy(m), dynamic=False),
+        "openvino": lambda m, x: openvino_model(m, x),
+        "onnxruntime": onnxruntime_model,
+    }
+    results = {}
+    with torch.inference_mode():
+        reference = [model(x) for x in batches]
+        for name, make in makers.items():
+            try:
+                start = time.perf_counter()
+                run = make(model, batches[0])
+                outputs = [run(x) for x in batches]  # the first pass includes compilation / warm-up
+                setup = time.perf_counter() - start
+                best = float("inf")
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    for x in batches:
+                        run(x)
+                    best = min(best, time.perf_counter() - start)
+                diff = max(float((o - r).abs().max()) for o, r in zip(outputs, reference))
+                n = sum(len(x) for x in batches)
+                results[name] = {"seconds_best": best, "images_per_second": n / best,
+                                 "first_pass_seconds (set-up included)": setup, "max_abs_diff_vs_eager": diff}
+            except Exception as exc:  # not installed, or this runtime cannot take the network
+                results[name] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"}
+            print(f"runtime {name}: {results[name]}", flush=True)
+    eager = results["eager"].get("seconds_best")
+    for r in results.values():
+        if eager and "seconds_best" in r:
+            r["speed-up vs eager"] = eager / r["seconds_best"]
+    return results
 
 
 if __name__ == "__main__":

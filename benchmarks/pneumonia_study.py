@@ -43,6 +43,16 @@ CUT = N_STAGES - 3  # activations cached at the input of the top 3 stages
 HEAD_LR = 1e-3
 BATCH = 64
 VIEWS = 4  # augmented views of the training set, cycled over the epochs
+FAST = False  # --fast: see activations()
+BALANCED = False  # --balanced: class-weighted losses (each class weighs half), LR class_weight="balanced"
+
+
+def class_weights(y) -> torch.Tensor | None:
+    """Cross-entropy weights n / (2 n_c) with ``--balanced`` (the loss of a 50/50 training set), else None."""
+    if not BALANCED:
+        return None
+    counts = np.bincount(np.asarray(y), minlength=2).astype(np.float64)
+    return torch.as_tensor(len(y) / (2 * counts), dtype=torch.float32)
 
 
 def log(*a):
@@ -148,6 +158,7 @@ def fit_lr_head(f_train: torch.Tensor, y: np.ndarray, seed: int = 0):
     X = f_train.numpy().astype(np.float64)
     mu, sd = X.mean(0), X.std(0) + 1e-6
     clf = LogisticRegressionCV(Cs=np.logspace(-4, 1, 11).tolist(), scoring="neg_log_loss", max_iter=3000,
+                               class_weight="balanced" if BALANCED else None,
                                cv=StratifiedKFold(5, shuffle=True, random_state=seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -219,7 +230,7 @@ def train_top(stages, n, head, views, y, evals, lr_b, epochs, seed, lr_h=HEAD_LR
     model = Top(stages, n, head)
     opt = torch.optim.AdamW([{"params": model.head.parameters(), "lr": lr_h},
                              {"params": model.body.parameters(), "lr": lr_b}], weight_decay=wd)
-    yt = torch.as_tensor(y)
+    yt, w = torch.as_tensor(y), class_weights(y)
     steps = epochs * math.ceil(len(y) / BATCH)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     g = torch.Generator().manual_seed(seed)
@@ -229,7 +240,7 @@ def train_top(stages, n, head, views, y, evals, lr_b, epochs, seed, lr_h=HEAD_LR
         model.train()
         a = views[ep % len(views)]
         for idx in torch.randperm(len(y), generator=g).split(BATCH):
-            loss = F.cross_entropy(model(a[idx]), yt[idx])
+            loss = F.cross_entropy(model(a[idx]), yt[idx], weight=w)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -296,13 +307,13 @@ def train_cnn(data, epochs, seed, lr=1e-3):
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * math.ceil(len(y_tr) / BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr * 3, total_steps=steps)
-    yt, g = torch.as_tensor(y_tr), torch.Generator().manual_seed(seed)
+    yt, g, w = torch.as_tensor(y_tr), torch.Generator().manual_seed(seed), class_weights(y_tr)
     history, times = [], []
     for ep in range(epochs):
         t0 = time.perf_counter()
         model.train()
         for idx in torch.randperm(len(y_tr), generator=g).split(BATCH):
-            loss = F.cross_entropy(model(views[ep % VIEWS][idx]), yt[idx])
+            loss = F.cross_entropy(model(views[ep % VIEWS][idx]), yt[idx], weight=w)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -320,6 +331,10 @@ def activations(stages, data, size, seed=0):
     by ``seed``), clean train, val, test. Returns dict and the seconds it took."""
     t0 = time.perf_counter()
     lower = stages[:CUT]
+    if FAST:  # --fast: the frozen lower stages through tl_course's BatchNorm-folded, channels-last copy
+        from tl_course.models.fast import fast_copy
+
+        lower = fast_copy(lower)
     x_tr, _ = data["train"]
     acts = {"views": [run(lower, to_input(x_tr, size, True, 1000 * seed + v)) for v in range(VIEWS)]}
     for s in ("train", "val", "test"):
@@ -447,7 +462,11 @@ def main(argv=None):
     ap.add_argument("--full-epochs", type=int, default=0)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="")
+    ap.add_argument("--balanced", action="store_true", help="class-weighted losses (each class weighs half)")
+    ap.add_argument("--fast", action="store_true", help="frozen lower stages through tl_course.models.fast")
     args = ap.parse_args(argv)
+    global BALANCED, FAST
+    BALANCED, FAST = args.balanced, args.fast
     torch.set_num_threads(args.threads)
     log(f"threads: torch {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
         f"cores {os.cpu_count()}, load {os.getloadavg()}")

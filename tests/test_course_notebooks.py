@@ -43,3 +43,61 @@ def test_notebook_data_and_data_notebooks(tmp_path):
     assert notebook_data(tmp_path / "07_b.ipynb") == "hymenoptera"
     assert notebook_data(tmp_path / "01_a.ipynb") is None
     assert [p.name for p in data_notebooks(tmp_path)] == ["07_b.ipynb", "08_c.ipynb"]
+
+
+def test_course_jobs_one_single_threaded_kernel_per_core_up_to_four():
+    from tl_course.course.notebooks import course_jobs
+
+    assert course_jobs(1) == (1, 1)
+    assert course_jobs(2) == (2, 1)  # the 2-core machine: two single-threaded kernels
+    assert course_jobs(8) == (4, 2)
+    assert course_jobs(6) == (4, 1)
+
+
+def _meeting_notebook(path, me, other, seconds_recorded):
+    """A notebook that writes ``me`` into its folder and waits (up to 60 s) for ``other``: two of
+    them finish only when they run at the same time."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import os, time, pathlib\n"
+        f"pathlib.Path({me!r}).touch()\n"
+        "deadline = time.time() + 60\n"
+        f"while not pathlib.Path({other!r}).exists() and time.time() < deadline:\n"
+        "    time.sleep(0.1)\n"
+        f"print('RESULT met', pathlib.Path({other!r}).exists(), 'threads', os.environ.get('OMP_NUM_THREADS'))")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["papermill"] = {"duration": seconds_recorded}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_run_course_runs_notebooks_side_by_side_and_reports_in_course_order(tmp_path, monkeypatch, capsys):
+    from tl_course.course.notebooks import run_course
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    a = _meeting_notebook(tmp_path / "01_a.ipynb", "a.flag", "b.flag", 10.0)
+    b = _meeting_notebook(tmp_path / "02_b.ipynb", "b.flag", "a.flag", 99.0)  # longest: starts first
+    rows = run_course(tmp_path / "out", [a, b], jobs=2, threads=1)
+    assert [r["notebook"] for r in rows] == ["01_a.ipynb", "02_b.ipynb"]
+    assert all(r["ok"] for r in rows), rows
+    assert [r["results"] for r in rows] == [["RESULT met True threads 1"]] * 2
+    assert __import__("os").environ["OMP_NUM_THREADS"] == "7"  # the caller's environment is restored
+    out = capsys.readouterr().out
+    assert "2/2 notebooks ok" in out and "2 at a time, 1 thread(s) each" in out
+
+
+def test_run_course_starts_the_longest_notebook_first(tmp_path, capsys):
+    from tl_course.course.notebooks import run_course
+
+    paths = []
+    for name, seconds in [("01_short.ipynb", 5.0), ("02_long.ipynb", 500.0), ("03_unknown.ipynb", None)]:
+        path = _tiny_notebook(tmp_path / name)
+        nb = nbformat.read(str(path), 4)
+        if seconds:
+            nb.metadata["papermill"] = {"duration": seconds}
+        nbformat.write(nb, str(path))
+        paths.append(path)
+    rows = run_course(tmp_path / "out", paths, jobs=1, threads=1)
+    assert [r["notebook"] for r in rows] == ["01_short.ipynb", "02_long.ipynb", "03_unknown.ipynb"]
+    started = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("running ") and "..." in line]
+    assert started == ["02_long.ipynb", "01_short.ipynb", "03_unknown.ipynb"]

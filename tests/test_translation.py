@@ -231,7 +231,7 @@ def test_cli_course_lang_zh_runs_the_chinese_notebooks_in_the_notebooks_folder(t
 
     calls = []
 
-    def fake_run_course(out_dir, nbs=None, cwd=None):
+    def fake_run_course(out_dir, nbs=None, cwd=None, **_):
         calls.append((out_dir, [nbformat.read(str(p), 4).cells[0].source.splitlines()[0] for p in nbs], cwd))
         return [{"ok": True}]
 

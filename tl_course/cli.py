@@ -3,7 +3,7 @@
 Usage::
 
     tl-course info                       # versions, device, which backbones/datasets work offline
-    tl-course course [--out build/course] [--lang zh]
+    tl-course course [--out build/course] [--lang zh] [--jobs N] [--threads N]
     tl-course run NOTEBOOK [-p NAME VALUE ...] [--out build/run]
     tl-course train DATA [--backbone NAME] [--mode frozen|finetune] [--epochs N] [--seed S] --out DIR
     tl-course predict DIR PATH...             # images (or text files, for a text model)
@@ -25,6 +25,17 @@ import sys
 
 class CliError(Exception):
     """A user error: printed without a traceback, exit status 2."""
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse turns the error into a usage message, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _info(_args) -> int:
@@ -57,7 +68,7 @@ def _course(args) -> int:
     from .course.notebooks import course_notebooks, run_course
 
     if args.lang == "en":
-        rows = run_course(args.out or "build/course")
+        rows = run_course(args.out or "build/course", jobs=args.jobs, threads=args.threads)
     else:
         import tempfile
 
@@ -69,7 +80,7 @@ def _course(args) -> int:
                                           warn=lambda m: print(m, file=sys.stderr))
             # run in the English notebooks' folder: their relative paths (../build/...) hold
             rows = run_course(args.out or f"build/course-{args.lang}", translated,
-                              cwd=originals[0].parent if originals else None)
+                              cwd=originals[0].parent if originals else None, jobs=args.jobs, threads=args.threads)
     return 0 if all(r["ok"] for r in rows) else 1
 
 
@@ -272,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="default: build/course (build/course-LANG)")
     p.add_argument("--lang", choices=["en", "zh"], default="en",
                    help="zh: the Chinese edition (translated markdown, same code)")
+    p.add_argument("--jobs", type=_positive_int, default=None,
+                   help="notebooks at a time (default: one per core, at most 4)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads per kernel (default: the cores left over, at least 1)")
     p.set_defaults(fn=_course)
     p = sub.add_parser("run", help="execute one notebook with parameters (papermill)")
     p.add_argument("notebook")

@@ -5,7 +5,8 @@ every image (:func:`extract_activations`, :func:`cached_views`), so that fine-tu
 unfrozen top each epoch. With ``fast=True`` the frozen forward pass runs through a faster
 equivalent of the network (:mod:`tl_course.models.fast`: OpenVINO, or BatchNorm folded +
 channels-last; outputs within 1e-4 of the plain network's, checked, plain PyTorch as the
-fallback); the default is the plain network, with which every notebook's outputs were made.
+fallback). That is the default, with which every notebook's outputs were made; ``fast=False``
+runs the plain network (the reference the fast paths are checked against).
 
 Every cache is keyed (see :mod:`tl_course.cache`) by the backbone's weights and preprocessing,
 the dataset's contents (every image's bytes and label) and every argument, stored with a checksum
@@ -46,7 +47,7 @@ def _forward_key(fast: bool, runtime: bool = False) -> str:
     return f"forward={planned_path(fast, runtime)}"
 
 
-def feature_cache_path(backbone, dataset, *, fast: bool = False, runtime: bool = False) -> Path:
+def feature_cache_path(backbone, dataset, *, fast: bool = True, runtime: bool = True) -> Path:
     """Where the features of ``dataset`` under ``backbone`` are (or will be) cached.
 
     Usage: ``feature_cache_path(bb, data.train).exists()``
@@ -113,13 +114,13 @@ def _rows(n: int, dim: int | None = None, labels=None):
 @torch.inference_mode()
 def extract_features(backbone, dataset, *, batch_size: int = 32, cache: bool = True,
                      progress: bool = True, device: str | None = None,
-                     fast: bool = False, runtime: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                     fast: bool = True, runtime: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(N, backbone.feature_dim)`` and labels ``(N,)`` of every image in ``dataset``,
     computed with the backbone in eval mode and its own preprocessing, cached on disk
     (``cache=False``: computed, neither read nor written).
 
-    ``fast=True`` (opt-in: the committed notebooks were executed with the plain network, whose
-    features are the reference) runs the backbone through OpenVINO where it is installed, else through a copy
+    By default (``fast=True``, ``runtime=True``, the path every notebook's outputs were made
+    with) the backbone runs through OpenVINO where it is installed, else through a copy
     with BatchNorm folded into the convolutions and channels-last layout
     (:mod:`tl_course.models.fast`; 2-5x faster on a CPU, features equal to the plain network's
     within 1e-4, checked on the first batch), falling back to the plain network if neither can be
@@ -163,7 +164,7 @@ def _pool(t: torch.Tensor, grid: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def stage_features(backbone, dataset, *, grid: int = 1, batch_size: int = 64, cache: bool = True,
-                   progress: bool = True, device: str | None = None, fast: bool = False
+                   progress: bool = True, device: str | None = None, fast: bool = True
                    ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Features after every stage of the backbone, average-pooled to a ``grid x grid`` map (or
     kept as is when the map is smaller) and flattened (``grid=1``: global average pooling, one
@@ -236,7 +237,7 @@ class _StagedForward:
 @torch.no_grad()  # not inference_mode: the maps feed training of the layers above
 def _bottom_views(backbone, dataset, stage: int, transforms: list, key: tuple, *, half: bool,
                   seed: int, batch_size: int, cache: bool, progress: bool,
-                  device: str | None, fast: bool = False) -> dict:
+                  device: str | None, fast: bool = True) -> dict:
     """The engine of :func:`extract_activations` and :func:`cached_views`: for view ``v``, every
     image through ``transforms[v]`` (seeded with ``seed * 1000 + v``; a transform may return
     ``(tensor, small uint8 image)``), then through the frozen ``backbone.model[:stage]``
@@ -289,7 +290,8 @@ def _bottom_views(backbone, dataset, stage: int, transforms: list, key: tuple, *
 
 def extract_activations(backbone, dataset, stage: int, *, transform=None, views: int = 1,
                         seed: int = 0, batch_size: int = 32, cache: bool = True,
-                        progress: bool = True, device: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        progress: bool = True, device: str | None = None,
+                        fast: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Feature maps entering stage ``stage`` (i.e. the output of ``backbone.model[:stage]``) for
     every image, for ``views`` passes of ``transform`` (default: the evaluation preprocessing;
     random augmentations differ per view, reproducibly from ``seed``); shape
@@ -303,7 +305,7 @@ def extract_activations(backbone, dataset, stage: int, *, transform=None, views:
     transform = transform or backbone.transform
     out = _bottom_views(backbone, dataset, stage, [transform] * views, ("acts", repr(transform)), half=False,
                         seed=seed, batch_size=batch_size, cache=cache, progress=progress,
-                        device=device)
+                        device=device, fast=fast)
     return out["acts"], out["labels"]
 
 
@@ -373,7 +375,7 @@ class _ViewCrop:
 
 def cached_views(backbone, dataset, stage: int, *, views: int = 4, student_size: int = 64,
                  flip: bool = True, scale: tuple = (0.35, 1.0), seed: int = 0, batch_size: int = 32,
-                 cache: bool = True, progress: bool = True) -> Views:
+                 cache: bool = True, progress: bool = True, fast: bool = True) -> Views:
     """Make ``views`` crops of every image of ``dataset`` (view 0: the backbone's evaluation
     crop; views 1..: random resized crops with area in ``scale``, mirrored at random with
     ``flip``), reproducibly from ``seed``. Returns them as :class:`Views`: the feature maps the
@@ -386,5 +388,5 @@ def cached_views(backbone, dataset, stage: int, *, views: int = 4, student_size:
     crop = backbone.image_size or prep.crop
     crops = [_ViewCrop(prep, crop, v > 0, tuple(scale), flip, student_size) for v in range(views)]
     out = _bottom_views(backbone, dataset, stage, crops, ("views", repr(crops)), half=True, seed=seed,
-                        batch_size=batch_size, cache=cache, progress=progress, device=None)
+                        batch_size=batch_size, cache=cache, progress=progress, device=None, fast=fast)
     return Views(out["acts"], out["images"], out["labels"], prep.mean, prep.std)

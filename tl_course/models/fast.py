@@ -37,6 +37,12 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
+# OpenVINO's converter traces the network with torch.jit, which torch deprecates with a
+# FutureWarning that is no concern of the learner's. A filter for just those messages, installed
+# at import: a ``catch_warnings`` block around the conversion is not enough, because another
+# thread (the image decoder) leaving its own ``catch_warnings`` restores the filters it saved.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated", category=FutureWarning)
+
 FAST = "bnfold+channels_last"
 """Name of the fast path (part of the feature-cache keys of what it computes)."""
 EAGER = "eager"
@@ -145,7 +151,9 @@ def _digest(model: nn.Module) -> str:
 
 
 _COMPILED: dict = {}
-"""The last network compiled by :func:`openvino_model` in this process."""
+"""The networks compiled by :func:`openvino_model` in this process, keyed by their digest (the
+same network under another ``TL_COURSE_DATA`` is not compiled again), least recently used first."""
+_KEEP_COMPILED = 4
 
 
 class _OpenVINO:
@@ -169,9 +177,11 @@ def openvino_model(model: nn.Module, sample: torch.Tensor):
 
     from .. import cache as disk
 
-    xml = disk.cache_path("runtimes", "openvino", _digest(model), ov.__version__, suffix=".xml")
-    memo = (str(xml), torch.get_num_threads())
+    digest = _digest(model)
+    xml = disk.cache_path("runtimes", "openvino", digest, ov.__version__, suffix=".xml")
+    memo = (digest, ov.__version__, torch.get_num_threads())
     if memo in _COMPILED:  # compiled before in this process (same structure and weights)
+        _COMPILED[memo] = _COMPILED.pop(memo)  # the most recently used last
         return _COMPILED[memo]
     core = ov.Core()
     converted = None
@@ -190,7 +200,8 @@ def openvino_model(model: nn.Module, sample: torch.Tensor):
                 disk.write_atomically(xml.with_suffix(suffix),
                                       lambda out, s=suffix: shutil.copyfile(Path(tmp) / f"m{s}", out))
     config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"}
-    _COMPILED.clear()  # keep one: a network's compiled form holds its weights
+    while len(_COMPILED) >= _KEEP_COMPILED:  # a network's compiled form holds its weights: keep a few
+        _COMPILED.pop(next(iter(_COMPILED)))  # the least recently used
     _COMPILED[memo] = _OpenVINO(core.compile_model(converted, "CPU", config))
     return _COMPILED[memo]
 
