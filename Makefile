@@ -52,7 +52,7 @@ course: venv
 test: test-unit test-notebooks
 
 test-unit: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 test-notebooks: venv
 	env $(THREADS_ENV) $(BIN)/python -m pytest -q $(NBVAL) notebooks
