@@ -8,7 +8,7 @@ import torch
 
 from torch import nn
 
-from tl_course import cache
+from tl_course import cache, features
 from tl_course.data import load_dataset
 from tl_course.data.folder import load_image_folder
 from tl_course.data.images import ImageError
@@ -56,9 +56,11 @@ def test_second_call_hits_the_cache(bb, small, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("the backbone ran although the features are cached")
 
-    monkeypatch.setattr(bb.model, "forward", boom)
+    monkeypatch.setattr(features._Forward, "__call__", boom)  # every forward path goes through it
     X2, y2 = extract_features(bb, data.train, progress=False)
     assert torch.equal(X1, X2) and torch.equal(y1, y2)
+    with pytest.raises(AssertionError, match="the backbone ran"):  # the patch bites when the cache is bypassed
+        extract_features(bb, data.train, cache=False, progress=False)
     reloaded = load_image_folder(small[0], check_images=False, val_fraction=0.34)
     X3, _ = extract_features(bb, reloaded.train, progress=False)  # same content, new object
     assert torch.equal(X1, X3)
@@ -177,8 +179,8 @@ def test_interrupt_mid_extraction_leaves_no_cache(bb, small, isolated_env, monke
         return original(x)
 
     monkeypatch.setattr(bb.model, "forward", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        extract_features(bb, data.train, batch_size=2, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # the plain path runs bb.model.forward itself, batch by batch
+        extract_features(bb, data.train, batch_size=2, progress=False, fast=False)
     assert calls == [2, 2]
     assert _cache_files(isolated_env) == []
 
@@ -214,8 +216,10 @@ def test_stage_features_cache_hit_and_corrupt_cache(bb, tiny, monkeypatch, isola
         raise AssertionError("the cache should have been used")
 
     with monkeypatch.context() as m:
-        m.setattr(bb.model, "forward", boom)
+        m.setattr(features._StagedForward, "__call__", boom)  # every forward path goes through it
         again, _ = stage_features(bb, tiny, progress=False)
+        with pytest.raises(AssertionError, match="cache should have been used"):
+            stage_features(bb, tiny, cache=False, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     path.write_bytes(b"not a torch file")
     recomputed, _ = stage_features(bb, tiny, progress=False)
