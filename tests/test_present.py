@@ -52,6 +52,28 @@ def test_other_parameters_are_recomputed(monkeypatch):
     assert len(calls) == 3
 
 
+def test_datasets_are_keyed_by_their_contents_not_their_names(monkeypatch):
+    """The real set and its bundled subset share a name (and here a size): passing the dataset
+    itself keeps their stored results apart; the same contents replay."""
+    import dataclasses
+
+    from tl_course.data import load_dataset
+
+    digits = load_dataset("digits")
+    a, b = digits.per_class(5, 2, seed=0), digits.per_class(5, 2, seed=1)
+    assert a.name == b.name and len(a.train) == len(b.train)
+    compute, calls = counter(1)
+    present.reuse("nb.cell", compute, data=a)
+    monkeypatch.setenv("TL_COURSE_PRESENT", "1")
+    present.reuse("nb.cell", compute, data=b)                 # other images: computed
+    present.reuse("nb.cell", compute, data=a.train)           # one split is keyed apart from the splits
+    present.reuse("nb.cell", compute, data=digits.per_class(5, 2, seed=0))  # the same contents: replayed
+    assert len(calls) == 3
+    same_name = dataclasses.replace(b, name=a.name)
+    present.reuse("nb.cell", compute, data=same_name)        # b's contents, stored above: replayed
+    assert len(calls) == 3
+
+
 def test_a_damaged_store_is_recomputed_not_trusted(monkeypatch, capsys):
     compute, calls = counter([1, 2])
     present.reuse("nb.cell", compute, seed=0)

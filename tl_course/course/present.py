@@ -84,7 +84,20 @@ def _from_plain(value: Any) -> Any:
     return value
 
 
+def _identity(value: Any) -> Any:
+    """A parameter as it enters the key: a dataset (anything with ``fingerprint()``, or loaded
+    splits) by the sha256 of its contents, so two datasets that share a name and a size (the real
+    set and its bundled subset, say) never replay each other's results; anything else as it is."""
+    if callable(getattr(value, "fingerprint", None)):
+        return f"data sha256 {value.fingerprint()}"
+    splits = [getattr(value, s, None) for s in ("train", "val", "test")]
+    if splits[0] is not None and callable(getattr(splits[0], "fingerprint", None)):
+        return "splits sha256 " + " ".join(s.fingerprint() if s is not None else "-" for s in splits)
+    return value
+
+
 def _path(key: str, params: dict) -> Path:
+    params = {name: _identity(value) for name, value in params.items()}
     return cache.cache_path("results", key, key, json.dumps(params, sort_keys=True, default=repr))
 
 
@@ -93,7 +106,8 @@ def reuse(key: str, compute: Callable[[], Any], **params) -> Any:
     stored result of an earlier call with the same key and parameters instead, if there is one.
 
     ``params`` must name everything the result depends on (seed, budgets, epochs, dataset, ...),
-    so a changed parameter never replays a stale result.
+    so a changed parameter never replays a stale result. Pass a dataset itself (``data=data``,
+    loaded splits or one split) rather than its name: it is keyed by its contents.
 
     Usage: ``sweep = reuse("08.sweep", lambda: {n: run(n) for n in SWEEP}, sweep=SWEEP, epochs=EPOCHS)``
     """
@@ -109,7 +123,7 @@ def reuse(key: str, compute: Callable[[], Any], **params) -> Any:
             return _from_plain(stored["value"])
     start = time.perf_counter()
     value = compute()
-    cache.save({"key": key, "params": json.dumps(params, sort_keys=True, default=repr),
+    cache.save({"key": key, "params": json.dumps({n: _identity(v) for n, v in params.items()}, sort_keys=True, default=repr),
                 "value": _to_plain(value), "created": float(time.time()),
                 "seconds": float(time.perf_counter() - start)}, path)
     return value
