@@ -101,3 +101,20 @@ def test_run_course_starts_the_longest_notebook_first(tmp_path, capsys):
     assert [r["notebook"] for r in rows] == ["01_short.ipynb", "02_long.ipynb", "03_unknown.ipynb"]
     started = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("running ") and "..." in line]
     assert started == ["02_long.ipynb", "01_short.ipynb", "03_unknown.ipynb"]
+
+
+def test_execute_in_place_runs_the_kernel_on_the_threads_asked_and_restores_the_environment(tmp_path, monkeypatch):
+    import os
+
+    from tl_course.course.notebooks import execute_in_place
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    path = tmp_path / "01_t.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os\nprint('RESULT threads', os.environ['OMP_NUM_THREADS'], os.environ['MKL_NUM_THREADS'])")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    assert execute_in_place(path, threads=1) > 0
+    assert result_lines(path) == ["RESULT threads 1 1"]  # executed in place
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in os.environ

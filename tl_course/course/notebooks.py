@@ -12,7 +12,9 @@ Usage::
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import settings
@@ -87,6 +89,26 @@ def run_notebook(notebook: str | Path, out_dir: str | Path, parameters: dict | N
     return out, time.perf_counter() - start
 
 
+@contextmanager
+def kernel_threads(threads: int):
+    """Within the block, kernels started from this process run ``threads`` threads for PyTorch,
+    OpenMP and BLAS (the environment they inherit); the caller's environment is restored after.
+
+    Usage: ``with kernel_threads(1): pm.execute_notebook(...)``
+    """
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: str(threads) for k in names})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def recorded_seconds(notebook: str | Path) -> float:
     """How long the committed run of ``notebook`` took (papermill's record; 0 when unknown).
 
@@ -108,8 +130,6 @@ def course_jobs(cores: int | None = None) -> tuple[int, int]:
 
     Usage: ``jobs, threads = course_jobs()``
     """
-    import os
-
     cores = max(1, cores or os.cpu_count() or 1)
     jobs = min(cores, 4)
     return jobs, max(1, cores // jobs)
@@ -126,7 +146,6 @@ def run_course(out_dir: str | Path = "build/course", notebooks: list[Path] | Non
 
     Usage: ``run_course("build/course")``
     """
-    import os
     from concurrent.futures import ThreadPoolExecutor
 
     notebooks = list(notebooks or course_notebooks())
@@ -145,20 +164,10 @@ def run_course(out_dir: str | Path = "build/course", notebooks: list[Path] | Non
         print(f"finished {nb.name}: {'ok' if row['ok'] else 'FAILED'}", flush=True)
         return row
 
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update({k: str(threads) for k in names})  # inherited by every kernel, set once
     start = time.perf_counter()
-    try:
-        order = sorted(notebooks, key=lambda nb: -recorded_seconds(nb))  # longest first
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            done = dict(zip(order, pool.map(one, order)))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    order = sorted(notebooks, key=lambda nb: -recorded_seconds(nb))  # longest first
+    with kernel_threads(threads), ThreadPoolExecutor(max_workers=jobs) as pool:  # set once for every kernel
+        done = dict(zip(order, pool.map(one, order)))
     wall = time.perf_counter() - start
     rows = [done[nb] for nb in notebooks]
     print("\n" + "=" * 78 + "\ncourse summary (executed copies in " + str(out_dir) + ")\n" + "=" * 78)
@@ -181,8 +190,6 @@ def execute_in_place(notebook: str | Path, threads: int = 1) -> float:
 
     Usage: ``execute_in_place("notebooks/01_why_transfer.ipynb")``
     """
-    import os
-
     import nbformat
     import papermill as pm
 
@@ -194,14 +201,12 @@ def execute_in_place(notebook: str | Path, threads: int = 1) -> float:
     staged = path.with_name(f".{path.stem}.executing.ipynb")
     failed = path.with_name(f".{path.stem}.failed.ipynb")
     nbformat.write(nb, str(staged))
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update({k: str(threads) for k in names})  # inherited by the kernel
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(staged), str(staged), cwd=str(path.parent), kernel_name="python3",
-                            progress_bar=False, log_output=False,
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        with kernel_threads(threads):  # inherited by the kernel
+            pm.execute_notebook(str(staged), str(staged), cwd=str(path.parent), kernel_name="python3",
+                                progress_bar=False, log_output=False,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
         done = nbformat.read(str(staged), as_version=4)
         done.metadata.get("papermill", {}).update(input_path=path.name, output_path=path.name)
         nbformat.write(done, str(staged))
@@ -211,12 +216,6 @@ def execute_in_place(notebook: str | Path, threads: int = 1) -> float:
         if staged.exists():
             os.replace(staged, failed)
         raise
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return time.perf_counter() - start
 
 
