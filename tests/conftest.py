@@ -51,11 +51,14 @@ def real_mirror() -> Path | None:
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
-    """Own data folder and torch cache per test; no mirror, network allowed (tests set these)."""
+    """Own data folder and torch cache per test; no mirror, network allowed, no PRESENT mode and
+    results under the data folder (tests set these; ``make test`` runs the unit tests inside its
+    offline, PRESENT-mode pass)."""
     data = tmp_path / "tl_data"
     monkeypatch.setenv("TL_COURSE_DATA", str(data))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    for name in ("TL_COURSE_MIRROR", "TL_COURSE_OFFLINE", "TL_COURSE_DEVICE"):
+    for name in ("TL_COURSE_MIRROR", "TL_COURSE_OFFLINE", "TL_COURSE_DEVICE", "TL_COURSE_PRESENT",
+                 "TL_COURSE_RESULTS"):
         monkeypatch.delenv(name, raising=False)
     return data
 

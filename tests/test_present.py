@@ -115,3 +115,25 @@ def test_mistyped_metadata_is_recomputed(monkeypatch, capsys, field, value):
     monkeypatch.setenv("TL_COURSE_PRESENT", "1")
     assert present.reuse("nb.cell", compute, seed=0) == [1, 2]
     assert len(calls) == 2 and "recomputing" in capsys.readouterr().out
+
+
+def test_results_folder_can_be_set_apart_from_the_data(tmp_path, monkeypatch):
+    """``make test`` keeps its results apart (TL_COURSE_RESULTS): a lecture's stored results are
+    never replayed in, nor overwritten by, a test run."""
+    compute, calls = counter({"acc": 0.9})
+    present.reuse("nb.cell", compute, seed=0)                      # a lecture's result, under the data
+    monkeypatch.setenv("TL_COURSE_RESULTS", str(tmp_path / "test-results"))
+    monkeypatch.setenv("TL_COURSE_PRESENT", "1")
+    present.reuse("nb.cell", compute, seed=0)                      # not replayed from elsewhere
+    assert len(calls) == 2 and present.results_dir() == tmp_path / "test-results"
+    assert len(list((tmp_path / "test-results").glob("nb.cell-*.pt"))) == 1
+    present.reuse("nb.cell", compute, seed=0)                      # replayed from its own folder
+    assert len(calls) == 2
+
+
+def test_an_unusable_results_folder_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("TL_COURSE_RESULTS", str(blocker / "results"))
+    with pytest.raises(ValueError, match="TL_COURSE_RESULTS"):
+        present.reuse("nb.cell", lambda: 1, seed=0)

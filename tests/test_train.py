@@ -333,3 +333,45 @@ def test_lr_range_test_sweeps_up_stops_when_the_loss_explodes_and_restores_the_w
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "weights restored"
     with pytest.raises(ValueError, match="lr_min < lr_max"):
         lr_range_test(model, (X, y), lr_min=1.0, lr_max=0.1)
+
+
+def _small_convnet(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+
+
+def test_convolutional_models_train_and_predict_channels_last(monkeypatch):
+    """fit() and predict() store a convnet's 4-D weights channels-last (the faster layout for
+    oneDNN); a model without convolutions is left as it is; training gives the default layout's
+    result up to float rounding, and the weights keep their values and shapes."""
+    import tl_course.train as train_module
+    from tl_course.train import to_channels_last
+
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(64, 3, 12, 12, generator=g), torch.randint(0, 2, (64,), generator=g)
+    fast = _small_convnet()
+    fit(fast, (X, y), epochs=2, lr=1e-2, progress=False)
+    assert fast[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not fast[0].weight.is_contiguous()
+    fast_logits = predict(fast, X)
+
+    with monkeypatch.context() as m:  # the same run in the default layout
+        m.setattr(train_module, "to_channels_last", lambda model: model)
+        plain = _small_convnet()
+        fit(plain, (X, y), epochs=2, lr=1e-2, progress=False)
+        assert plain[0].weight.is_contiguous()
+        plain_logits = predict(plain, X)
+    assert torch.allclose(fast_logits, plain_logits, atol=1e-4)
+    assert not torch.equal(fast[0].weight, _small_convnet()[0].weight)  # it did train
+
+    reference = _small_convnet()
+    moved = to_channels_last(copy.deepcopy(reference))
+    for a, b in zip(reference.state_dict().values(), moved.state_dict().values()):
+        assert torch.equal(a, b) and a.shape == b.shape
+    with torch.no_grad():
+        assert torch.allclose(reference.eval()(X), moved.eval()(X), atol=1e-5)
+
+    mlp = nn.Sequential(nn.Linear(4, 2))
+    assert to_channels_last(mlp) is mlp and mlp[0].weight.is_contiguous()

@@ -1,12 +1,15 @@
 """PRESENT mode: in front of a class, expensive cells reuse the results of an earlier run.
 
-Every call to :func:`reuse` computes its result and stores it (under ``TL_COURSE_DATA/results/``),
+Every call to :func:`reuse` computes its result and stores it (under :func:`results_dir`),
 keyed by a name and the parameters it depends on. With ``TL_COURSE_PRESENT=1`` in the environment
 (set before starting JupyterLab, or ``%env TL_COURSE_PRESENT=1`` in a notebook's first cell), a
 stored result with the same key and parameters is returned at once, with a line saying so; a
 missing one is computed as usual. Run the course once before the lecture (``make course``) and every
 notebook then replays in seconds. Without PRESENT mode nothing is ever reused: the notebooks
-compute everything, which is what CI checks.
+compute everything, which is what ``make test``'s first pass checks. Its offline pass (the
+data-dependent notebooks on their fallback data) runs in PRESENT mode: a result keyed by the same
+parameters and the same data contents as in the first pass is the same computation, so it is
+replayed rather than repeated; everything that depends on the fallback data is computed.
 
 Results are plain data only (numbers, strings, lists, tuples, dicts, tensors and numpy arrays), so
 they are read back with ``torch.load(weights_only=True)``: a stored file can never run code.
@@ -44,12 +47,19 @@ def present_mode() -> bool:
 
 
 def results_dir() -> Path:
-    """Where :func:`reuse` keeps its results (``TL_COURSE_DATA/results``).
+    """Where :func:`reuse` keeps its results: ``TL_COURSE_RESULTS`` if set, else
+    ``TL_COURSE_DATA/results``. ``make test`` points it at a folder of its own, emptied first, so
+    its offline pass replays only results its first pass computed (never a lecture's).
 
     Usage: ``shutil.rmtree(results_dir())`` forgets every stored result.
     """
-    path = settings.data_dir() / "results"
-    path.mkdir(parents=True, exist_ok=True)
+    env = os.environ.get("TL_COURSE_RESULTS", "").strip()
+    path = Path(env).expanduser() if env else settings.data_dir() / "results"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise settings.SettingsError(f"Cannot create the results folder {path} ({exc.strerror or exc}); "
+                                     "point TL_COURSE_RESULTS at a folder you can write to, or unset it.") from None
     return path
 
 
@@ -98,7 +108,7 @@ def _identity(value: Any) -> Any:
 
 def _path(key: str, params: dict) -> Path:
     params = {name: _identity(value) for name, value in params.items()}
-    return cache.cache_path("results", key, key, json.dumps(params, sort_keys=True, default=repr))
+    return results_dir() / cache.cache_path("results", key, key, json.dumps(params, sort_keys=True, default=repr)).name
 
 
 def reuse(key: str, compute: Callable[[], Any], **params) -> Any:
