@@ -1,7 +1,7 @@
 """Training and inference speed of the course's convolutional networks in the two memory layouts
 of PyTorch on a CPU: the default (NCHW, "contiguous") and channels-last (NHWC), which
 :func:`tl_course.train.fit` and :func:`~tl_course.train.predict` now use for every model with a
-2-D convolution (:func:`tl_course.train.to_channels_last`).
+2-D convolution (:func:`tl_course.train.channels_last`).
 
 For each network the notebooks train, it times optimizer steps (forward, backward, AdamW) and
 no-grad forward passes on random batches of the notebooks' shapes, alternating the layouts
@@ -36,7 +36,7 @@ def main() -> None:
     from tl_course.models import transfer
     from tl_course.models.backbones import load_backbone
     from tl_course.models.small_cnn import SmallCNN
-    from tl_course.train import to_channels_last
+    from tl_course.train import channels_last
 
     torch.set_num_threads(args.threads)
 
@@ -57,6 +57,7 @@ def main() -> None:
     }
 
     def measure(model, x, y):
+        torch.manual_seed(0)  # the same dropout masks in both layouts
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
         model.train()
         for i in range(args.steps + 2):
@@ -86,8 +87,10 @@ def main() -> None:
             for layout in times:
                 model = copy.deepcopy(base)
                 if layout == "channels_last":
-                    to_channels_last(model)
-                train, infer, outs[layout] = measure(model, x, y)
+                    with channels_last(model):
+                        train, infer, outs[layout] = measure(model, x, y)
+                else:
+                    train, infer, outs[layout] = measure(model, x, y)
                 times[layout].append((train, infer))
         best = {k: (min(t for t, _ in v), min(i for _, i in v)) for k, v in times.items()}
         row = {"network": name, "batch": list(shape),

@@ -2,6 +2,7 @@
 best-state restore, determinism."""
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -343,35 +344,48 @@ def _small_convnet(seed: int = 0) -> nn.Module:
 
 
 def test_convolutional_models_train_and_predict_channels_last(monkeypatch):
-    """fit() and predict() store a convnet's 4-D weights channels-last (the faster layout for
-    oneDNN); a model without convolutions is left as it is; training gives the default layout's
-    result up to float rounding, and the weights keep their values and shapes."""
+    """fit() and predict() run a convnet with its 4-D weights channels-last (the faster layout for
+    oneDNN) and hand it back in the layout it came in; a model without convolutions is left as it
+    is; training gives the default layout's result up to float rounding."""
     import tl_course.train as train_module
-    from tl_course.train import to_channels_last
+    from tl_course.train import channels_last
 
     g = torch.Generator().manual_seed(0)
     X, y = torch.randn(64, 3, 12, 12, generator=g), torch.randint(0, 2, (64,), generator=g)
+    layouts = []
     fast = _small_convnet()
+    real_forward = fast.forward
+    fast.forward = lambda x: (layouts.append(fast[0].weight.is_contiguous()), real_forward(x))[1]
     fit(fast, (X, y), epochs=2, lr=1e-2, progress=False)
-    assert fast[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert not fast[0].weight.is_contiguous()
+    assert layouts and not any(layouts)            # every training step ran channels-last
+    assert fast[0].weight.is_contiguous()          # and the model came back in its own layout
+    layouts.clear()
     fast_logits = predict(fast, X)
+    assert layouts and not any(layouts) and fast[0].weight.is_contiguous()
 
     with monkeypatch.context() as m:  # the same run in the default layout
-        m.setattr(train_module, "to_channels_last", lambda model: model)
+        m.setattr(train_module, "channels_last", lambda model: contextlib.nullcontext(model))
         plain = _small_convnet()
         fit(plain, (X, y), epochs=2, lr=1e-2, progress=False)
-        assert plain[0].weight.is_contiguous()
         plain_logits = predict(plain, X)
     assert torch.allclose(fast_logits, plain_logits, atol=1e-4)
     assert not torch.equal(fast[0].weight, _small_convnet()[0].weight)  # it did train
 
     reference = _small_convnet()
-    moved = to_channels_last(copy.deepcopy(reference))
-    for a, b in zip(reference.state_dict().values(), moved.state_dict().values()):
-        assert torch.equal(a, b) and a.shape == b.shape
-    with torch.no_grad():
-        assert torch.allclose(reference.eval()(X), moved.eval()(X), atol=1e-5)
+    moved = copy.deepcopy(reference)
+    with channels_last(moved):
+        assert moved[0].weight.is_contiguous(memory_format=torch.channels_last)
+        for a, b in zip(reference.state_dict().values(), moved.state_dict().values()):
+            assert torch.equal(a, b) and a.shape == b.shape
+        with torch.no_grad():
+            assert torch.allclose(reference.eval()(X), moved.eval()(X), atol=1e-5)
+    assert moved[0].weight.is_contiguous()
+
+    already = _small_convnet().to(memory_format=torch.channels_last)  # a layout chosen by the user stays
+    with channels_last(already):
+        pass
+    assert already[0].weight.is_contiguous(memory_format=torch.channels_last)
 
     mlp = nn.Sequential(nn.Linear(4, 2))
-    assert to_channels_last(mlp) is mlp and mlp[0].weight.is_contiguous()
+    with channels_last(mlp) as same:
+        assert same is mlp and mlp[0].weight.is_contiguous()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -139,18 +140,28 @@ def as_loader(data, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
                                        generator=generator, num_workers=num_workers)
 
 
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """Store ``model``'s 4-D weights channels-last (NHWC), in place, if it has 2-D convolutions;
-    return it. oneDNN's CPU convolutions then run 1.4-2x faster, forward and backward, on every
-    network of the course (``benchmarks/finetune_epoch.py``); the first convolution hands its input
-    on in the same layout, so inputs need no conversion. Results equal the default layout's up to
-    float rounding (summation order). :func:`fit`, :func:`predict` and :func:`predict_proba` call it.
+@contextmanager
+def channels_last(model: nn.Module):
+    """Within the block, ``model``'s 4-D weights are stored channels-last (NHWC) if it has 2-D
+    convolutions; after it, the model is back in the layout it came in. oneDNN's CPU convolutions
+    run 1.4-2x faster this way, forward and backward, on the course's networks
+    (``benchmarks/training_layout.py``); the first convolution hands its input on in the same
+    layout, so inputs need no conversion. Results equal the default layout's up to float rounding
+    (summation order). :func:`fit`, :func:`predict`, :func:`predict_proba` and
+    :func:`images_per_second` use it.
 
-    Usage: ``to_channels_last(model)`` before timing a model of your own
+    Usage: ``with channels_last(model): model(x)``
     """
-    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    convert = any(isinstance(m, nn.Conv2d) for m in model.modules()) and any(
+        not w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    if convert:
         model.to(memory_format=torch.channels_last)
-    return model
+    try:
+        yield model
+    finally:
+        if convert:
+            model.to(memory_format=torch.contiguous_format)
 
 
 def _to(batch, device: str):
@@ -196,7 +207,7 @@ def fit(model: nn.Module, train=None, val=None, *, epochs: int = 10, lr: float =
 
     Usage: ``history = fit(head, (Xtr, ytr), (Xva, yva), epochs=30, lr=1e-2, patience=5)``
     """
-    with settings.threads(threads):
+    with settings.threads(threads), channels_last(model):
         return _fit(model, train, val, epochs, lr, weight_decay, optimizer, schedule, loss, batch_size,
                     steps_per_epoch, patience, select_best, metrics, seed, device, progress, desc,
                     num_workers, step_times)
@@ -210,7 +221,7 @@ def _fit(model, train, val, epochs, lr, weight_decay, optimizer, schedule, loss,
     settings.seed_everything(seed)
     device = device or settings.device()
     loss = loss or cross_entropy
-    to_channels_last(model.to(device))
+    model.to(device)
     hook_params = []
     if isinstance(loss, nn.Module):
         loss.to(device)
@@ -377,9 +388,10 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 256, device: st
     """
     device = device or settings.device()
     was_training = model.training
-    to_channels_last(model.to(device)).eval()
+    model.to(device).eval()
     try:
-        outs = [model(X[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(X), batch_size)]
+        with channels_last(model):
+            outs = [model(X[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(X), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
@@ -393,12 +405,13 @@ def predict_proba(model: nn.Module, data, batch_size: int = 128, device: str | N
     Usage: ``probs, y = predict_proba(model, (X_val, y_val))``
     """
     device = device or settings.device()
-    to_channels_last(model.to(device)).eval()
+    model.to(device).eval()
     probs, labels = [], []
-    for batch in as_loader(data, batch_size):
-        x, y = batch[0], batch[1]
-        probs.append(model(x.to(device)).float().softmax(-1).cpu())
-        labels.append(torch.as_tensor(y))
+    with channels_last(model):
+        for batch in as_loader(data, batch_size):
+            x, y = batch[0], batch[1]
+            probs.append(model(x.to(device)).float().softmax(-1).cpu())
+            labels.append(torch.as_tensor(y))
     if not probs:
         raise ValueError("No data to predict on: the dataset is empty.")
     return torch.cat(probs), torch.cat(labels)
@@ -457,14 +470,16 @@ def images_per_second(model: nn.Module, input_shape, batch_size: int = 32, batch
     Usage: ``images_per_second(student, (3, 64, 64))``
     """
     device = device or settings.device()
-    model = to_channels_last(model.to(device)).eval()
+    model = model.to(device).eval()
     x = torch.randn(batch_size, *input_shape, device=device)
-    model(x)  # warm-up: allocations, lazy initialisation
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(batches):
-        model(x)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return batch_size * batches / (time.perf_counter() - start)
+    with channels_last(model):
+        model(x)  # warm-up: allocations, lazy initialisation
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(batches):
+            model(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return batch_size * batches / seconds
