@@ -143,11 +143,12 @@ def as_loader(data, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
 @contextmanager
 def channels_last(model: nn.Module):
     """Within the block, ``model``'s 4-D weights are stored channels-last (NHWC) if it has 2-D
-    convolutions; after it, the model is back in the layout it came in. oneDNN's CPU convolutions
-    run 1.4-2x faster this way, forward and backward, on the course's networks
-    (``benchmarks/training_layout.py``); the first convolution hands its input on in the same
-    layout, so inputs need no conversion. Results equal the default layout's up to float rounding
-    (summation order). :func:`fit`, :func:`predict`, :func:`predict_proba` and
+    convolutions; after it, the model is back in the layout it came in. A network whose first
+    convolution sees images (a whole Lite0, the small CNNs) then runs in NHWC from that layer on,
+    and oneDNN's CPU convolutions train 1.25-2x faster (``benchmarks/training_layout.py``). Top
+    stages trained on cached maps are unchanged: their 1x1 and depthwise weights look the same in
+    both layouts, so their NCHW inputs decide. Results equal the default layout's up to float
+    rounding (summation order). :func:`fit`, :func:`predict`, :func:`predict_proba` and
     :func:`images_per_second` use it.
 
     Usage: ``with channels_last(model): model(x)``
