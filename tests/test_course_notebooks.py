@@ -86,6 +86,43 @@ def test_run_course_runs_notebooks_side_by_side_and_reports_in_course_order(tmp_
     assert "2/2 notebooks ok" in out and "2 at a time, 1 thread(s) each" in out
 
 
+def test_run_course_never_moves_the_process_working_folder(tmp_path, monkeypatch):
+    """Notebooks side by side run in threads: papermill's ``cwd`` would chdir the whole process, so
+    one notebook's chdir moved another's relative output path (`make course` once lost 08 this
+    way: "No such file or directory: 'build/course/08_fine_tuning.ipynb'"). The kernels get their
+    folder directly; the process's folder never changes; a relative out_dir means the caller's."""
+    import os
+    import threading
+
+    from tl_course.course.notebooks import run_course
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    a = _meeting_notebook(folder / "01_a.ipynb", "a.flag", "b.flag", 10.0)
+    b = _meeting_notebook(folder / "02_b.ipynb", "b.flag", "a.flag", 99.0)
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    monkeypatch.chdir(caller)
+    seen, stop = set(), threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.add(os.getcwd())
+            stop.wait(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        rows = run_course("out", [a, b], jobs=2, threads=1)
+    finally:
+        stop.set()
+        watcher.join()
+    assert all(r["ok"] for r in rows), rows
+    assert (folder / "a.flag").exists() and (folder / "b.flag").exists()  # each kernel ran in its notebook's folder
+    assert seen == {str(caller)}
+    assert (caller / "out" / "01_a.ipynb").is_file() and (caller / "out" / "02_b.ipynb").is_file()
+
+
 def test_run_course_starts_the_longest_notebook_first(tmp_path, capsys):
     from tl_course.course.notebooks import run_course
 

@@ -74,14 +74,18 @@ def run_notebook(notebook: str | Path, out_dir: str | Path, parameters: dict | N
     """
     import papermill as pm
 
-    notebook, out_dir = Path(notebook).resolve(), Path(out_dir)
+    notebook, out_dir = Path(notebook).resolve(), Path(out_dir).resolve()
     if not notebook.is_file():
         raise FileNotFoundError(f"Notebook not found: {notebook}")
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / notebook.name
     start = time.perf_counter()
+    # The kernel's folder goes to nbclient (resources.metadata.path), not to papermill's `cwd`:
+    # papermill would chdir the whole process, and run_course runs notebooks side by side in
+    # threads, where one notebook's chdir (and its restore) moved another's relative output path
+    # and could start another's kernel in the wrong folder. Paths are absolute for the same reason.
     pm.execute_notebook(str(notebook), str(out), parameters=parameters or {},
-                        cwd=str(cwd or notebook.parent),
+                        resources={"metadata": {"path": str(Path(cwd or notebook.parent).resolve())}},
                         progress_bar=progress, kernel_name="python3", log_output=False,
                         # the kernel's own start-up warnings (e.g. "running over TCP without
                         # encryption": it listens on 127.0.0.1 only) are noise in the course summary
