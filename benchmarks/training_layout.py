@@ -49,7 +49,7 @@ def main() -> None:
 
     networks = {  # name: (model factory, batch shape), as in the notebooks
         "Lite0 top 3 stages on 14x14 maps (08, near)": (lambda: lite0(224, top=3), (32, 112, 14, 14)),
-        "Lite0 top 2 stages on 4x4 maps (11)": (lambda: lite0(64, top=2), (64, 192, 2, 2)),
+        "Lite0 top 2 stages on 2x2 maps (11)": (lambda: lite0(64, top=2), (64, 192, 2, 2)),
         "Lite0 whole, 96 px (10)": (lambda: lite0(96), (32, 3, 96, 96)),
         "Lite0 whole, 224 px (08, N=all)": (lambda: lite0(224), (16, 3, 224, 224)),
         "small CNN, 28 px grey (11)": (lambda: SmallCNN(in_channels=1, num_classes=2, width=32, seed=0), (64, 1, 28, 28)),
